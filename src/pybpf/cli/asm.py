@@ -1,0 +1,10 @@
+"""``pybpf asm``: placeholder group; the commands are added by the issue that builds them."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(name="asm")
+def cli() -> None:
+    """asm commands."""

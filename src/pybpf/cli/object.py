@@ -1,0 +1,10 @@
+"""``pybpf object``: placeholder group; the commands are added by the issue that builds them."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(name="object")
+def cli() -> None:
+    """object commands."""
