@@ -189,12 +189,14 @@ class ExecutionError(PybpfError):
 class MemoryFault(ExecutionError):
     """A load or store outside every memory region the program may touch."""
 
-    def __init__(self, kind: str, *, pc: int, address: int, size: int) -> None:
+    def __init__(self, kind: str, *, pc: int, address: int, size: int, reason: str = "") -> None:
         self.kind = kind  # "load" or "store"
         self.address = address
         self.size = size
+        self.reason = reason  # why, e.g. "NULL pointer dereference", "stack[0] is read-only" (optional)
         ExecutionError.__init__(self, f"out of bounds memory {kind}", pc=pc)
-        self.args = (f"out of bounds memory {kind} at PC {pc}, addr {address:#x}, size {size}",)
+        why = f" ({reason})" if reason else ""
+        self.args = (f"out of bounds memory {kind} at PC {pc}, addr {address:#x}, size {size}{why}",)
 
     def __str__(self) -> str:
         return str(self.args[0])
