@@ -25,6 +25,7 @@ _SUBCOMMANDS = (
     "prog",
     "map",
     "verify",
+    "net",
 )
 
 
@@ -49,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     out = Output(json=bool({"-j", "--json", "-p", "--pretty"} & set(args)), debug=bool({"-d", "--debug"} & set(args)))
     try:
-        app.main(args=args, prog_name="pybpf", standalone_mode=False)
+        rv = app.main(args=args, prog_name="pybpf", standalone_mode=False)
+        if isinstance(rv, int) and rv:  # a command's ctx.exit(n) / Exit(n) comes back as the return value
+            return rv
     except click.exceptions.Exit as e:
         return int(e.exit_code)
     except click.ClickException as e:
@@ -65,6 +68,15 @@ def main(argv: list[str] | None = None) -> int:
         return 255 if e.exit_code == 255 else e.exit_code
     except BrokenPipeError:
         return 0
+    except Exception as e:  # the last line of defence: a bug, reported as one
+        # Anything that is not a PybpfError is a pybpf bug. Say so in one line instead of a
+        # traceback; -d shows the traceback for a bug report.
+        out.error(f"internal error ({type(e).__name__}: {e}); please report it, -d shows the traceback")
+        if out.debug:
+            import traceback
+
+            traceback.print_exc()
+        return 255
     return 0
 
 

@@ -1,0 +1,174 @@
+"""Engines a loaded program can run on, behind one small adapter.
+
+``prepare(program, engine)`` returns a :class:`Runner` whose ``run(r1, env=...)`` executes the
+program once and returns r0. Engines:
+
+* ``"interpreter"`` — the vm's reference interpreter (the safety oracle);
+* ``"translate"`` — the vm's translate-to-Python tier (same semantics, faster);
+* ``"jit"`` — the x86-64 JIT (:mod:`pybpf.jit`), when it is available on this machine.
+
+All runners of one :class:`~pybpf.kernel.objects.Kernel` share the kernel's address space, where
+each map's storage is registered once as a region (contract 5), and dispatch helpers through
+:func:`pybpf.kernel.helpers.helper_table` (plus the helpers of an application-defined program type).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import TYPE_CHECKING, Any
+
+from pybpf.errors import NotSupportedError
+from pybpf.vm import AddressSpace, HelperTable, Interpreter, RegionKind, SkbView, TranslatedProgram
+
+if TYPE_CHECKING:
+    from pybpf.kernel.program import Program
+
+__all__ = ["ENGINES", "NativeSpace", "Runner", "kernel_space", "native_space", "prepare"]
+
+ENGINES = ("interpreter", "translate", "jit")
+
+_spaces: dict[int, AddressSpace] = {}
+_space_lock = threading.Lock()
+
+
+def kernel_space(kernel: Any) -> AddressSpace:
+    """The address space shared by every program of ``kernel`` (created on first use)."""
+    with _space_lock:
+        space = getattr(kernel, "_space", None)
+        if space is None:
+            space = AddressSpace()
+            kernel._space = space
+            kernel._run_lock = threading.RLock()
+        return space
+
+
+class Runner:
+    """A program prepared for one engine."""
+
+    def __init__(self, program: Program, engine: str, impl: Any, space: AddressSpace) -> None:
+        self.program = program
+        self.engine = engine
+        self.impl = impl
+        self.space = space
+
+    def run(self, r1: int = 0, *, env: Any = None, skb: SkbView | None = None, budget: int | None = None) -> int:
+        """One run; returns r0 (u64)."""
+        if self.engine == "jit":
+            return int(self.impl.run(r1, env=env))
+        return int(self.impl.run(r1, env=env, skb=skb, budget=budget))
+
+
+def _helpers_for(program: Program) -> HelperTable:
+    from pybpf.kernel.custom import custom_helpers
+    from pybpf.kernel.helpers import helper_table
+
+    return helper_table(custom_helpers(int(program.image.prog_type)))
+
+
+def prepare(program: Program, engine: str = "interpreter") -> Runner:
+    """``program`` ready to run on ``engine`` (see the module docstring)."""
+    space = kernel_space(program.kernel)
+    helpers = _helpers_for(program)
+    if engine == "interpreter":
+        impl: Any = Interpreter(program, helpers=helpers, space=space, name=program.name)
+    elif engine == "translate":
+        impl = TranslatedProgram(program, helpers=helpers, space=space, name=program.name)
+    elif engine == "jit":
+        impl = _jit(program, helpers)
+    else:
+        raise ValueError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+    return Runner(program, engine, impl, space)
+
+
+def _jit(program: Program, helpers: HelperTable) -> Any:
+    """The JIT adapter: :func:`pybpf.jit.prepare` with the kernel's helpers; helpers reach maps
+    through a :class:`NativeSpace` (real addresses instead of vm regions)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        raise NotSupportedError("the JIT emits x86-64 code; this machine is " + platform.machine())
+    try:
+        from pybpf import jit
+    except ImportError as e:  # pragma: no cover - the jit package ships with pybpf
+        raise NotSupportedError(f"the JIT is not available: {e}") from None
+    from pybpf.vm import ProgramExit
+
+    impl = jit.prepare(program, helpers=helpers, exit_exceptions=(ProgramExit,))
+    impl.context.space = native_space(program.kernel)
+    return impl
+
+
+class _NativeRegion:
+    """A region of :class:`NativeSpace`: a buffer at its real address (no bounds: native code)."""
+
+    def __init__(self, buf: Any, kind: RegionKind, name: str, start: int, end: int, owner: object,
+                 base: int | None = None) -> None:
+        import ctypes
+
+        self.buf = buf
+        self.kind = kind
+        self.name = name
+        self.start, self.end = start, end
+        self.owner = owner
+        if base is None:
+            arr = (ctypes.c_char * max(len(buf), 1)).from_buffer(buf)
+            base = ctypes.addressof(arr)
+            self._arr = arr
+        self.base = base
+
+    def address(self, offset: int | None = None) -> int:
+        return self.base + (self.start if offset is None else offset)
+
+
+class NativeSpace:
+    """The part of :class:`~pybpf.vm.AddressSpace` the kernel's helpers and test runs use, over real
+    addresses, for programs running as native code: a map pointer is the map's storage address."""
+
+    def __init__(self, kernel: Any) -> None:
+        self.kernel = kernel
+        self._regions: list[_NativeRegion] = []
+
+    def _maps(self) -> list[Any]:
+        return [r() for r in list(self.kernel._by_id.values()) if r() is not None and r().kind == "map"]
+
+    def map_at(self, address: int) -> Any:
+        for m in self._maps():
+            if m.base == address:
+                return m
+        return None
+
+    def map_region(self, map_id: int, storage: Any, owner: Any, name: str = "") -> _NativeRegion:
+        return _NativeRegion(storage, RegionKind.MAP, name, 0, len(storage), owner, base=owner.base)
+
+    def find(self, address: int) -> _NativeRegion | None:
+        for m in self._maps():
+            if m.base <= address < m.base + m.mapping.size:
+                return self.map_region(m.id, m.storage, m)
+        for r in self._regions:
+            if r.base <= address < r.base + len(r.buf):
+                return r
+        return None
+
+    def add(self, buffer: Any, kind: RegionKind = RegionKind.MEM, name: str = "", *, start: int = 0,
+            end: int | None = None, writable: bool | None = None, owner: object = None) -> _NativeRegion:
+        r = _NativeRegion(buffer, kind, name, start, len(buffer) if end is None else end, owner)
+        self._regions.append(r)
+        return r
+
+    def resize(self, region: _NativeRegion, start: int | None = None, end: int | None = None) -> None:
+        region.start = region.start if start is None else start
+        region.end = region.end if end is None else end
+
+    def remove(self, region: _NativeRegion) -> None:
+        with contextlib.suppress(ValueError):
+            self._regions.remove(region)
+
+
+def native_space(kernel: Any) -> NativeSpace:
+    space = getattr(kernel, "_native_space", None)
+    if space is None:
+        kernel_space(kernel)  # also creates the run lock
+        space = NativeSpace(kernel)
+        kernel._native_space = space
+    return space
