@@ -1,0 +1,588 @@
+"""The JIT in the load path: a loaded, verified program run natively, packets and contexts included.
+
+:class:`JitEngine` is what the kernel layer prepares for ``--engine jit`` (``BPF_PROG_TEST_RUN``,
+``pybpf prog run ... --engine jit``, the hooks). From a loaded program (``.insns`` after the
+verifier's fixups, ``.used_maps``) and the kernel layer's Python helpers it builds one
+:class:`~pybpf.jit.runtime.JitProgram` whose
+
+* packet-path helpers are the native library's (:mod:`pybpf.jit.native`): map operations on the
+  maps' own storage, time, randomness, redirects, XDP head/tail/meta, ring buffers — a plain
+  ``call``, no Python; every other helper is the kernel layer's Python function behind a ctypes
+  callback, given a helper context whose ``space`` (:class:`NativeSpace`) answers the questions
+  those functions ask about maps in native memory;
+* ``bpf_tail_call`` jumps natively through a shadow of each program array (slot → the target's
+  JIT entry; targets are JIT-compiled on first use and share this engine's run state);
+* ``LD_ABS`` / ``LD_IND`` read the packet through the native ``skb_load``.
+
+Runs build their contexts natively from the progtypes runtime layouts (contract 4) through the batch
+runner — one ctypes call for all ``repeat`` runs (:meth:`run_xdp`, :meth:`run_skb`) or for a whole
+batch of frames (:meth:`run_xdp_frames`). The packet lives in native memory: :meth:`xdp_buff` and
+:meth:`skb_buff` give objects with the interface of the kernel layer's ``XdpState`` / ``SkbState``
+(``buf``, ``data``, ``data_end``, ``data_meta``, ``sync()``, ``packet()``...), so the Python packet
+helpers work on them unchanged.
+
+How the kernel layer calls it (``BPF_PROG_TEST_RUN`` of an XDP program, ``engine="jit"``)::
+
+    eng = JitEngine(prog, helpers=helper_table(...), map_kind=RegionKind.MAP)   # once per program
+    x = eng.xdp_buff(data_in[:linear], headroom=headroom, meta_len=meta_sz,
+                     ingress_ifindex=ingress, rx_queue_index=rxq, frags=data_in[linear:])
+    env = RunEnv(kernel, prog, cpu=cpu, xdp=x)
+    run = eng.run_xdp(x, repeat, env=env, cpu=cpu)    # run.retval (u32), run.duration (mean ns)
+    data_out = x.packet(); ctx data/data_end = x.data - x.data_meta, x.data_end - x.data_meta
+    # env.ri now holds what bpf_redirect*/bpf_redirect_map decided (native or Python)
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pybpf.errors import JitError, NotSupportedError
+from pybpf.jit.compile import compile_program
+from pybpf.jit.helpers import HelperEntry, TailCall
+from pybpf.jit.native import ENV, ENV_SIZE, NO_OFFSET, EnvField, RiWritten, library, native_helper_table
+from pybpf.jit.program import helper_table_from_vm
+from pybpf.jit.runtime import BatchRunner, JitProgram, NativeBuffer
+from pybpf.progtypes import SKB_RUNTIME, XDP_RUNTIME, descriptor
+from pybpf.uapi import HelperId, MapType
+
+__all__ = ["JitEngine", "NativeSkb", "NativeSpace", "NativeXdpBuff", "RunResult", "XdpFrameResult"]
+
+PAGE_SIZE = 4096
+XDP_PACKET_HEADROOM = 256
+SKB_SHARED_INFO = 320
+NET_SKB_PAD = 64
+_U32 = 0xFFFF_FFFF
+_M64 = (1 << 64) - 1
+_TAIL_MAX_ENTRIES_OFF, _TAIL_PTRS_OFF = 0, 8
+
+
+# -- what the kernel layer's Python helpers see -----------------------------------------------------------
+
+class _Region:
+    """A region-shaped answer of :class:`NativeSpace` (``kind``, ``owner``, ``base``, ``buf``)."""
+
+    __slots__ = ("_keep", "base", "buf", "kind", "name", "owner")
+
+    def __init__(self, kind: Any, owner: Any, base: int, buf: Any, name: str, keep: Any = None) -> None:
+        self.kind, self.owner, self.base, self.buf, self.name, self._keep = kind, owner, base, buf, name, keep
+
+    def address(self, off: int = 0) -> int:
+        return self.base + off
+
+
+class NativeSpace:
+    """``ctx.space`` for the kernel layer's Python helpers when the JIT runs them: the few questions
+    they ask of the interpreter's address space, answered for native memory.
+
+    A map pointer is the map's storage address (``map.address``): :meth:`map_at` finds the map for
+    one, :meth:`map_region` registers a map and gives its pointer (what a map-in-map lookup returns),
+    :meth:`find` the map whose storage holds an address (ring buffer samples, spin locks in values),
+    :meth:`add` / :meth:`remove` scratch memory. ``map_kind`` is the region kind those helpers test
+    for maps (the vm's ``RegionKind.MAP``: the JIT does not import the vm).
+    """
+
+    def __init__(self, maps: Iterable[Any] = (), *, map_kind: Any = "map", scratch_kind: Any = "mem") -> None:
+        self.map_kind = map_kind
+        self.scratch_kind = scratch_kind
+        self._maps: dict[int, Any] = {}
+        self._scratch: dict[int, _Region] = {}
+        for m in maps:
+            self.add_map(m)
+
+    def add_map(self, m: Any) -> int:
+        address = int(m.address)
+        self._maps[address] = m
+        return address
+
+    def map_at(self, address: int) -> Any:
+        return self._maps.get(address)
+
+    def map_region(self, map_id: int, storage: Any, owner: Any, name: str = "") -> _Region:
+        base = self.add_map(owner)
+        return _Region(self.map_kind, owner, base, storage, name or f"map[id:{map_id}]")
+
+    def find(self, address: int) -> _Region | None:
+        for base, m in self._maps.items():
+            if base <= address < base + len(m.storage):
+                return _Region(self.map_kind, m, base, m.storage, m.name)
+        for r in self._scratch.values():
+            if r.base <= address < r.base + len(r.buf):
+                return r
+        return None
+
+    def owner_at(self, address: int) -> Any:
+        r = self.find(address)
+        return None if r is None else r.owner
+
+    def add(self, buffer: Any, kind: Any = None, name: str = "", **_: Any) -> _Region:
+        """Scratch memory a helper hands to a program (copied into native memory; ``region.buf``
+        writes go to that memory)."""
+        native = NativeBuffer(bytes(buffer))
+        r = _Region(kind if kind is not None else self.scratch_kind, None, native.address, native.view(), name, native)
+        self._scratch[native.address] = r
+        return r
+
+    def remove(self, region: Any) -> None:
+        if isinstance(region, _Region):
+            self._scratch.pop(region.base, None)
+
+
+class NativeXdpBuff:
+    """An ``xdp_buff`` in native memory: one page, ``[hard_start | headroom | meta | data | tailroom]``.
+
+    The interface of the kernel layer's ``XdpState`` (``buf`` and offsets into it), but the truth is
+    the runtime context the program reads: ``data`` / ``data_end`` / ``data_meta`` read and write its
+    pointer fields, so native helpers (which move those pointers) and Python helpers (which set the
+    offsets) always agree; :meth:`sync` has nothing left to do.
+    """
+
+    def __init__(self, runner: BatchRunner, linear: bytes, *, headroom: int, meta_len: int, ingress_ifindex: int,
+                 rx_queue_index: int, frags: bytes = b"") -> None:
+        if (headroom < 0 or meta_len < 0 or meta_len > len(linear)
+                or headroom + len(linear) > PAGE_SIZE - SKB_SHARED_INFO):
+            raise ValueError("the frame does not fit in one page with its headroom and tailroom")
+        self.frame_sz = PAGE_SIZE
+        self.page = NativeBuffer(PAGE_SIZE)
+        self.page.write(bytes(linear), headroom)
+        self.buf = self.page.view()
+        self.frags = bytes(frags)
+        self._ctx = runner.ctx
+        self._ctxv = runner.ctx.view()
+        self.offset = headroom + meta_len  # where data starts, for the batch driver
+        self.length = len(linear) - meta_len
+        self.meta_len = meta_len
+        self.headroom = headroom + meta_len  # data - data_hard_start
+        f = XDP_RUNTIME.fields
+        self._off = {n: f[n].offset for n in ("data", "data_end", "data_meta", "data_hard_start")}
+        for name, value in (("ingress_ifindex", ingress_ifindex), ("rx_queue_index", rx_queue_index),
+                            ("egress_ifindex", 0), ("frame_sz", PAGE_SIZE)):
+            fld = f[name]
+            struct.pack_into("<I", self._ctxv, fld.offset, value & _U32)
+        # the pointers as the driver will build them, so the object is usable before a run
+        base = self.page.address
+        self._set("data_hard_start", base)
+        self._set("data_meta", base + headroom)
+        self._set("data", base + self.offset)
+        self._set("data_end", base + headroom + len(linear))
+
+    def _get(self, name: str) -> int:
+        return int(struct.unpack_from("<Q", self._ctxv, self._off[name])[0])
+
+    def _set(self, name: str, address: int) -> None:
+        struct.pack_into("<Q", self._ctxv, self._off[name], address & _M64)
+
+    @property
+    def data(self) -> int:
+        return self._get("data") - self.page.address
+
+    @data.setter
+    def data(self, off: int) -> None:
+        self._set("data", self.page.address + off)
+
+    @property
+    def data_end(self) -> int:
+        return self._get("data_end") - self.page.address
+
+    @data_end.setter
+    def data_end(self, off: int) -> None:
+        self._set("data_end", self.page.address + off)
+
+    @property
+    def data_meta(self) -> int:
+        return self._get("data_meta") - self.page.address
+
+    @data_meta.setter
+    def data_meta(self, off: int) -> None:
+        self._set("data_meta", self.page.address + off)
+
+    @property
+    def hard_end(self) -> int:
+        return self.frame_sz - SKB_SHARED_INFO
+
+    @property
+    def ctx_address(self) -> int:
+        return self._ctx.address
+
+    def sync(self) -> None:
+        """Nothing to publish: the offsets *are* the context's pointers."""
+
+    def packet(self) -> bytes:
+        """``data_meta .. data_end`` and the non-linear part (what ``data_out`` receives)."""
+        return bytes(self.buf[self.data_meta:self.data_end]) + self.frags
+
+    def close(self) -> None:
+        self.buf.release()
+
+
+class NativeSkb:
+    """A linear ``sk_buff`` in native memory, with the interface of the kernel layer's ``SkbState``:
+    ``buf = [NET_SKB_PAD | frame | tailroom]``, ``data`` (offset of ``skb->data``), ``len``, the
+    context's scalar fields through :meth:`field` / :meth:`set_field`."""
+
+    def __init__(self, runner: BatchRunner, frame: bytes, *, l2: bool, fields: Mapping[str, int | bytes],
+                 eth_hlen: int = 14) -> None:
+        self.page = NativeBuffer(NET_SKB_PAD + len(frame) + SKB_SHARED_INFO)
+        self.page.write(bytes(frame), NET_SKB_PAD)
+        self.buf = self.page.view()
+        self.mac = NET_SKB_PAD
+        self.l2 = l2
+        self.data = NET_SKB_PAD if l2 else NET_SKB_PAD + eth_hlen
+        self.len = len(frame) - (0 if l2 else eth_hlen)
+        self._ctx = runner.ctx
+        self._ctxv = runner.ctx.view()
+        self._ctxv[:] = bytes(len(self._ctxv))
+        for name, value in fields.items():
+            self.set_field(name, value)
+        self.sync()
+
+    def field(self, name: str) -> int:
+        f = SKB_RUNTIME[name]
+        return int.from_bytes(bytes(self._ctxv[f.offset:f.offset + f.size]), "little")
+
+    def set_field(self, name: str, value: int | bytes) -> None:
+        f = SKB_RUNTIME[name]
+        raw = bytes(value).ljust(f.size, b"\0")[:f.size] if isinstance(value, bytes | bytearray) else \
+            (value & ((1 << (8 * f.size)) - 1)).to_bytes(f.size, "little")
+        self._ctxv[f.offset:f.offset + f.size] = raw
+
+    def sync(self) -> None:
+        base = self.page.address
+        for name, v in (("data", base + self.data), ("data_end", base + self.data + self.len),
+                        ("data_meta", base + self.data), ("len", self.len)):
+            self.set_field(name, v)
+
+    @property
+    def data_address(self) -> int:
+        return self.page.address + self.data
+
+    @property
+    def ctx_address(self) -> int:
+        return self._ctx.address
+
+    def packet(self) -> bytes:
+        return bytes(self.buf[self.data:self.data + self.len])
+
+    def close(self) -> None:
+        self.buf.release()
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """``retval``: the last run's r0 as a u32; ``duration``: mean ns per run (u32-saturated, as the
+    kernel reports it); ``total_ns``: the wall time of the native call; ``runs``."""
+
+    retval: int
+    duration: int
+    total_ns: int
+    runs: int
+
+
+@dataclass(frozen=True, slots=True)
+class XdpFrameResult:
+    """One frame of :meth:`JitEngine.run_xdp_frames`: the verdict and the frame after the run."""
+
+    verdict: int
+    data: bytes
+
+
+# -- the engine -----------------------------------------------------------------------------------------
+
+class _Maps:
+    """Map ids → native addresses (contract 1), program arrays → their shadow tables."""
+
+    def __init__(self, used: Mapping[int, Any], shadows: Mapping[int, NativeBuffer]) -> None:
+        self._used = used
+        self._shadows = shadows
+
+    def map_address(self, map_id: int) -> int:
+        shadow = self._shadows.get(map_id)
+        if shadow is not None:
+            return shadow.address
+        m = self._used.get(map_id)
+        if m is None or getattr(m, "address", None) is None:
+            raise JitError(f"lddw: no map with id {map_id} and native storage in the program's used maps")
+        return int(m.address)
+
+    def map_value_address(self, map_id: int, offset: int) -> int:
+        m = self._used.get(map_id)
+        if m is None:
+            raise JitError(f"lddw: no map with id {map_id} in the program's used maps")
+        return int(m.address) + int(m.direct_value_addr(offset))
+
+
+class _ProgArray:
+    """The native shadow of a program array: u32 max_entries, then one u64 tail-call entry per slot."""
+
+    def __init__(self, m: Any) -> None:
+        self.map = m
+        self.table = NativeBuffer(_TAIL_PTRS_OFF + 8 * int(m.max_entries))
+        self.table.write(struct.pack("<I", int(m.max_entries)), _TAIL_MAX_ENTRIES_OFF)
+        self._seen: bytes | None = None
+
+    def slots(self) -> bytes:
+        m = self.map
+        start = int(m.value_offset(0))
+        return bytes(m.storage[start:start + int(m.elem_size) * int(m.max_entries)])
+
+
+class JitEngine:
+    """A loaded program compiled for native runs (see the module docstring).
+
+    ``program``: ``.insns`` (post-load, verified) and ``.used_maps`` (id → map object with
+    ``address``, ``map_type``, ``storage``...), and ``.image.prog_type`` or ``prog_type=``.
+    ``helpers``: the kernel layer's vm-style helper table (id → ``fn(ctx, r1..r5)``); the native
+    library replaces the ids it implements. ``exit_exceptions``: the vm's ``ProgramExit``.
+    ``map_kind`` / ``scratch_kind``: the vm's ``RegionKind.MAP`` / ``RegionKind.MEM``, which the
+    Python helpers compare regions with. ``verified=False`` is refused (the JIT only runs what the
+    verifier accepted).
+    """
+
+    def __init__(self, program: Any, *, helpers: Mapping[int, Callable[..., Any]] | None = None,
+                 prog_type: int | None = None, exit_exceptions: tuple[type[BaseException], ...] = (),
+                 map_kind: Any = "map", scratch_kind: Any = "mem", verified: bool = True,
+                 _root: JitEngine | None = None) -> None:
+        if not verified:
+            raise JitError("the JIT engine runs verified programs only")
+        self.program = program
+        self.prog_type = int(prog_type if prog_type is not None else _prog_type_of(program))
+        self.desc = descriptor(self.prog_type)
+        self.helpers = dict(helpers or {})
+        self.exit_exceptions = exit_exceptions
+        self.map_kind, self.scratch_kind = map_kind, scratch_kind
+        self._root = _root or self
+        self._lock = threading.RLock() if _root is None else _root._lock
+        self.used_maps: dict[int, Any] = dict(getattr(program, "used_maps", None) or {})
+        self._variants: dict[bool, JitProgram] = {}
+        self._runners: dict[tuple[bool, str], BatchRunner] = {}
+        self._prog_arrays = {mid: _ProgArray(m) for mid, m in self.used_maps.items()
+                             if int(m.map_type) == MapType.PROG_ARRAY}
+        self._targets: dict[int, tuple[Any, JitEngine]] = {} if _root is None else _root._targets
+        self.space = NativeSpace(self.used_maps.values(), map_kind=map_kind, scratch_kind=scratch_kind) \
+            if _root is None else _root.space
+        for m in self.used_maps.values():
+            self.space.add_map(m)
+        self.native_ids: frozenset[int] = frozenset()
+        self.prog = self._variant(False)
+        if _root is None:
+            self._seed_env(self.prog)
+
+    # -- building -------------------------------------------------------------------------------------
+    def _map_types(self) -> set[int]:
+        types = set()
+        for m in self.used_maps.values():
+            types.add(int(m.map_type))
+            meta = getattr(m, "inner_map_meta", None)
+            if meta is not None:
+                types.add(int(meta.map_type))
+        return types
+
+    def _variant(self, frags: bool) -> JitProgram:
+        """The program compiled for runs without (or with) a non-linear XDP part."""
+        prog = self._variants.get(frags)
+        if prog is not None:
+            return prog
+        native = native_helper_table(self.prog_type, self._map_types(), xdp_frags=frags)
+        table = helper_table_from_vm(self.helpers)
+        table.update(native)
+        if self._prog_arrays:
+            table[int(HelperId.tail_call)] = HelperEntry("tail_call", TailCall(_TAIL_MAX_ENTRIES_OFF, _TAIL_PTRS_OFF))
+        loader = library().entry("skb_load", "ld_abs") if self.desc.ld_abs else None
+        image = compile_program(self.program.insns, helpers=table, packet_loader=loader, verified=True)
+        shadows = {mid: pa.table for mid, pa in self._prog_arrays.items()}
+        owner = self._root._variants.get(False)  # None only for the root's first program: it owns the state
+        prog = JitProgram(image, helpers=table, packet_loader=loader, maps=_Maps(self.used_maps, shadows),
+                          exit_exceptions=self.exit_exceptions, extra_state=ENV_SIZE, state_of=owner)
+        prog.context.space = self.space
+        self._variants[frags] = prog
+        self.native_ids = frozenset(k for k, v in native.items() if k in set(image.helper_kinds))
+        return prog
+
+    @staticmethod
+    def _seed_env(prog: JitProgram) -> None:
+        view = prog.state_view()
+        seed = os.urandom(16)
+        if seed == bytes(16):  # pragma: no cover - xorshift must not start at zero
+            seed = b"\x01" + seed[1:]
+        view[ENV + EnvField.PRNG0:ENV + EnvField.PRNG0 + 16] = seed
+
+    def _target(self, target: Any) -> JitEngine:
+        """The engine of a tail-call target (compiled on first use, sharing this run state)."""
+        key = int(getattr(target, "id", id(target)))
+        hit = self._targets.get(key)
+        if hit is not None and hit[0] is target:
+            return hit[1]
+        eng = JitEngine(target, helpers=self.helpers, exit_exceptions=self.exit_exceptions, map_kind=self.map_kind,
+                        scratch_kind=self.scratch_kind, _root=self._root)
+        self._targets[key] = (target, eng)
+        return eng
+
+    def _refresh_tail_calls(self) -> None:
+        for pa in self._prog_arrays.values():
+            raw = pa.slots()
+            if raw == pa._seen:
+                continue
+            stride = int(pa.map.elem_size)
+            for i in range(int(pa.map.max_entries)):
+                pid = int.from_bytes(raw[i * stride:i * stride + 4], "little")
+                address = 0
+                if pid:
+                    target = pa.map.target(i)
+                    if target is not None:
+                        eng = self._target(target)
+                        eng._refresh_tail_calls()
+                        address = eng.prog.tail_call_address
+                pa.table.write(address.to_bytes(8, "little"), _TAIL_PTRS_OFF + 8 * i)
+            pa._seen = raw
+
+    # -- per-run env -----------------------------------------------------------------------------------
+    def _begin(self, prog: JitProgram, cpu: int, skb: NativeSkb | None = None,
+               network_offset: int | None = None, mac_offset: int | None = None) -> memoryview:
+        view = prog.state_view()
+        struct.pack_into("<II", view, ENV + EnvField.CPU, cpu & _U32, os.getpid() or 1)
+        struct.pack_into("<I", view, ENV + EnvField.RI_WRITTEN, 0)
+        if skb is not None:
+            struct.pack_into("<QQqq", view, ENV + EnvField.SKB_DATA, skb.data_address, skb.len,
+                             NO_OFFSET if network_offset is None else network_offset,
+                             NO_OFFSET if mac_offset is None else mac_offset)
+        self._refresh_tail_calls()
+        return view
+
+    def _finish(self, view: memoryview, env: Any) -> None:
+        """Copy what native redirect helpers decided into ``env.ri`` (the kernel's redirect info)."""
+        written = struct.unpack_from("<I", view, ENV + EnvField.RI_WRITTEN)[0]
+        ri = getattr(env, "ri", None)
+        if not written or ri is None:
+            return
+        tgt, map_id, map_type = struct.unpack_from("<III", view, ENV + EnvField.RI_TGT)
+        flags, map_addr = struct.unpack_from("<QQ", view, ENV + EnvField.RI_FLAGS)
+        if written & RiWritten.TGT:
+            ri.tgt_index = tgt
+        if written & RiWritten.MAP_ID:
+            ri.map_id = map_id
+        if written & RiWritten.MAP_TYPE:
+            ri.map_type = map_type
+        if written & RiWritten.FLAGS:
+            ri.flags = flags
+        if written & RiWritten.MAP:
+            ri.map = self.space.map_at(map_addr) if map_addr else None
+
+    # -- runs ------------------------------------------------------------------------------------------
+    def runner(self, *, frags: bool = False) -> BatchRunner:
+        """The batch runner of this program for its type's runtime layout."""
+        key = (frags, self.desc.runtime.name)
+        r = self._runners.get(key)
+        if r is None:
+            r = self._runners[key] = BatchRunner(self._variant(frags), self.desc.runtime)
+        return r
+
+    def xdp_buff(self, linear: bytes, *, headroom: int = XDP_PACKET_HEADROOM, meta_len: int = 0,
+                 ingress_ifindex: int = 1, rx_queue_index: int = 0, frags: bytes = b"") -> NativeXdpBuff:
+        """A native ``xdp_buff`` for :meth:`run_xdp` (``headroom``: bytes before ``data_meta``; the
+        first ``meta_len`` bytes of ``linear`` are metadata; ``frags``: the non-linear part)."""
+        if self.desc.test_run != "xdp":
+            raise JitError(f"{self.desc.name} programs do not take an xdp_buff")
+        return NativeXdpBuff(self.runner(frags=bool(frags)), linear, headroom=headroom, meta_len=meta_len,
+                             ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, frags=frags)
+
+    def run_xdp(self, xdp: NativeXdpBuff, repeat: int = 1, *, env: Any = None, cpu: int = 0) -> RunResult:
+        """``repeat`` runs (0 = 1) on ``xdp``, one native call: each run sees what the previous one
+        left (``bpf_xdp_adjust_*``), as the kernel's test runs do."""
+        n = max(1, repeat)
+        runner = self.runner(frags=bool(xdp.frags))
+        with self._lock:
+            view = self._begin(runner.program, cpu)
+            res, spent = runner.repeat_timed(xdp.page, xdp.offset, xdp.length, n, headroom=xdp.headroom, env=env,
+                                             meta=xdp.meta_len)
+            self._finish(view, env)
+        return RunResult(res.verdicts[0] & _U32, min(spent // n, _U32), spent, n)
+
+    def run_xdp_frames(self, frames: Sequence[bytes], *, env: Any = None, cpu: int = 0, ingress_ifindex: int = 1,
+                       rx_queue_index: int = 0) -> list[XdpFrameResult]:
+        """Every frame once, in one native call (a hook's batch): each gets its own page with the
+        XDP headroom; returns each verdict and the frame as the program left it."""
+        if self.desc.test_run != "xdp":
+            raise JitError(f"{self.desc.name} programs are not XDP programs")
+        if not frames:
+            return []
+        limit = PAGE_SIZE - XDP_PACKET_HEADROOM - SKB_SHARED_INFO
+        if any(len(f) > limit for f in frames):
+            raise NotSupportedError(f"frames longer than {limit} bytes need a non-linear part", 22)
+        blob = NativeBuffer(PAGE_SIZE * len(frames))
+        offsets = []
+        for i, f in enumerate(frames):
+            off = i * PAGE_SIZE + XDP_PACKET_HEADROOM
+            blob.write(bytes(f), off)
+            offsets.append(off)
+        runner = self.runner()
+        ctxv = runner.ctx.view()
+        f_ = XDP_RUNTIME.fields
+        for name, value in (("ingress_ifindex", ingress_ifindex), ("rx_queue_index", rx_queue_index),
+                            ("egress_ifindex", 0), ("frame_sz", PAGE_SIZE)):
+            struct.pack_into("<I", ctxv, f_[name].offset, value & _U32)
+        with self._lock:
+            view = self._begin(runner.program, cpu)
+            res = runner.run(blob, offsets, [len(f) for f in frames], headroom=XDP_PACKET_HEADROOM, env=env)
+            self._finish(view, env)
+        data = blob.read()
+        return [XdpFrameResult(v, data[s:s + n]) for v, s, n in zip(res.verdicts, res.starts, res.lengths, strict=True)]
+
+    def skb_buff(self, frame: bytes, *, l2: bool, fields: Mapping[str, int | bytes]) -> NativeSkb:
+        """A native ``sk_buff`` (``l2``: the program sees the frame from the MAC header)."""
+        if self.desc.test_run != "skb":
+            raise JitError(f"{self.desc.name} programs do not take an sk_buff")
+        return NativeSkb(self.runner(), frame, l2=l2, fields=fields)
+
+    def run_skb(self, skb: NativeSkb, repeat: int = 1, *, env: Any = None, cpu: int = 0,
+                network_offset: int | None = None, mac_offset: int | None = None) -> RunResult:
+        """``repeat`` runs on ``skb`` in one native call. ``network_offset`` / ``mac_offset`` (from
+        ``skb->data``) serve LD_ABS's SKF_NET_OFF / SKF_LL_OFF."""
+        n = max(1, repeat)
+        runner = self.runner()
+        saved = {name: skb.field(name) for name in ("data", "data_end", "data_meta")}
+        with self._lock:
+            view = self._begin(runner.program, cpu, skb, network_offset, mac_offset)
+            res, spent = runner.repeat_timed(skb.page, skb.data, skb.len, n, headroom=skb.data, env=env)
+            self._finish(view, env)
+        if not self.desc.packet_access:  # no direct packet access: keep what the caller stored
+            for name, v in saved.items():
+                skb.set_field(name, v)
+        return RunResult(res.verdicts[0] & _U32, min(spent // n, _U32), spent, n)
+
+    def run(self, r1: int = 0, *, env: Any = None, cpu: int = 0) -> int:
+        """One run with R1 = ``r1`` (an address of native memory: a context the caller built, e.g.
+        raw tracepoint arguments in a :class:`~pybpf.jit.runtime.NativeBuffer`); returns r0."""
+        prog = self.prog
+        with self._lock:
+            view = self._begin(prog, cpu)
+            r0 = prog.run(r1, env=env)
+            self._finish(view, env)
+        return r0
+
+    def close(self) -> None:
+        for prog in self._variants.values():
+            prog.close()
+        if self._root is self:
+            for _t, eng in self._targets.values():
+                eng.close()
+
+    def __enter__(self) -> JitEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _prog_type_of(program: Any) -> int:
+    image = getattr(program, "image", None)
+    if image is not None and getattr(image, "prog_type", None) is not None:
+        return int(image.prog_type)
+    pt = getattr(program, "prog_type", None)
+    if pt is None:
+        raise JitError("the program's type is unknown (pass prog_type=)")
+    return int(pt)
+
