@@ -1,0 +1,112 @@
+"""The post-verification rewrites: map ids (contract 1), internal calls (contract 2), ctx
+conversion, division guards, dead code."""
+
+from __future__ import annotations
+
+import pytest
+
+from pybpf.errors import VerifierError
+from pybpf.isa import Insn
+from pybpf.isa.asm import assemble
+from pybpf.isa.disasm import disassemble
+from pybpf.progtypes import SK_BUFF, SKB_RUNTIME, XDP_RUNTIME, internal
+from pybpf.uapi import MapType, ProgType
+from pybpf.verifier import verify
+from pybpf.verifier.specmaps import SpecMap
+
+
+def xlated(text: str, **kw: object) -> list[str]:
+    v = verify(assemble(text), **kw)  # type: ignore[arg-type]
+    return [line.split(": ", 1)[1] for line in disassemble(v.insns, "kernel").splitlines()]
+
+
+def test_map_fd_becomes_map_id() -> None:
+    maps = {5: SpecMap(42, "counts", MapType.HASH, 4, 8, 16)}
+    v = verify(assemble("r1 = map[id:5]\nr0 = 0\nexit"), maps=maps)
+    lddw = v.insns[0]
+    assert lddw.code == 0x18 and lddw.src == 1 and lddw.imm == 42
+    assert v.used_maps == {42: maps[5]}
+
+
+def test_map_value_keeps_offset() -> None:
+    maps = {5: SpecMap(7, ".data", MapType.ARRAY, 4, 64, 1)}
+    v = verify(assemble("r1 = map[id:5][0]+16\nr0 = *(u64 *)(r1 +0)\nexit"), maps=maps)
+    lddw = v.insns[0]
+    assert lddw.src == 2 and lddw.imm == 7 | (16 << 32)
+
+
+def test_hash_update_becomes_internal_call() -> None:
+    maps = {5: SpecMap(9, "h", MapType.HASH, 4, 4, 8)}
+    text = ("r1 = 0\n*(u32 *)(r10 -4) = r1\n*(u32 *)(r10 -8) = r1\nr2 = r10\nr2 += -4\nr3 = r10\nr3 += -8\n"
+            "r1 = map[id:5]\nr4 = 0\ncall bpf_map_update_elem#2\nr0 = 0\nexit")
+    v = verify(assemble(text), maps=maps)
+    calls = [i for i in v.insns if i.code == 0x85]
+    assert calls[0].imm == internal.internal_id("htab_map_update_elem") and calls[0].src == 0
+
+
+def test_xdp_ctx_loads_become_runtime_loads() -> None:
+    got = xlated("r2 = *(u32 *)(r1 +0)\nr3 = *(u32 *)(r1 +4)\nr4 = *(u32 *)(r1 +16)\nr0 = 2\nexit",
+                 prog_type=ProgType.XDP)
+    assert got[:3] == [f"(79) r2 = *(u64 *)(r1 +{XDP_RUNTIME['data'].offset})",
+                       f"(79) r3 = *(u64 *)(r1 +{XDP_RUNTIME['data_end'].offset})",
+                       f"(61) r4 = *(u32 *)(r1 +{XDP_RUNTIME['rx_queue_index'].offset})"]
+
+
+def test_narrow_skb_load_is_shifted_and_masked() -> None:
+    off = SK_BUFF.offsetof("mark") + 2
+    got = xlated(f"r0 = *(u8 *)(r1 +{off})\nexit")
+    assert got[:3] == [f"(61) r0 = *(u32 *)(r1 +{SKB_RUNTIME['mark'].offset})", "(74) w0 >>= 16", "(54) w0 &= 255"]
+
+
+def test_cb_store_keeps_its_width() -> None:
+    off = SK_BUFF.offsetof("cb[2]")
+    got = xlated(f"r2 = 3\n*(u64 *)(r1 +{off}) = r2\nr0 = 0\nexit", prog_type=ProgType.SCHED_CLS)
+    assert got[1] == f"(7b) *(u64 *)(r1 +{SKB_RUNTIME['cb'].offset + 8}) = r2"
+
+
+def test_division_guards() -> None:
+    got = xlated("r0 = *(u32 *)(r1 +0)\nr2 = *(u32 *)(r1 +4)\nr0 /= r2\nw0 %= w2\nexit")
+    assert got[2:6] == ["(55) if r2 != 0x0 goto pc+2", "(ac) w0 ^= w0", "(05) goto pc+1", "(3f) r0 /= r2"]
+    assert got[6:10] == ["(16) if w2 == 0x0 goto pc+2", "(9c) w0 %= w2", "(05) goto pc+1", "(bc) w0 = w0"]
+
+
+def test_dead_branch_hard_wired_and_removed() -> None:
+    # r1 is 5: the branch is always taken; the fall-through is dead and goes away, the jump too
+    got = xlated("r1 = 5\nif r1 > 0x3 goto pc+1\nr0 = 1\nr0 = 2\nexit")
+    assert got == ["(b7) r1 = 5", "(b7) r0 = 2", "(95) exit"]
+
+
+def test_unpriv_keeps_the_speculatively_walked_branch() -> None:
+    # without CAP_PERFMON the never-taken side is still walked (as speculative execution), so it is
+    # "seen": nothing is hard-wired or trapped, the program stays as written
+    got = xlated("r1 = 5\nif r1 > 0x3 goto pc+1\nr0 = 1\nr0 = 2\nexit", unprivileged=True)
+    assert got == ["(b7) r1 = 5", "(25) if r1 > 0x3 goto pc+1", "(b7) r0 = 1", "(b7) r0 = 2", "(95) exit"]
+
+
+def test_unpriv_speculative_path_is_checked_with_unknown_operands() -> None:
+    # the dead fall-through dereferences r1; privileged loads drop it, unprivileged ones must prove
+    # it safe with r1 unknown, which fails
+    text = "r1 = 5\nif r1 > 0x3 goto pc+1\nr0 = *(u8 *)(r1 +0)\nr0 = 0\nexit"
+    assert xlated(text) == ["(b7) r1 = 5", "(b7) r0 = 0", "(95) exit"]
+    with pytest.raises(VerifierError) as e:
+        verify(assemble(text), prog_type=ProgType.SOCKET_FILTER, unprivileged=True, log_level=2)
+    assert e.value.message == "R1 invalid mem access 'scalar'"
+    # unprivileged scalars are always precise ("P"), as the kernel marks them
+    assert "from 1 to 2 (speculative execution): R1_w=Pscalar() R10=fp0" in e.value.log
+
+
+def test_jumps_across_patches_are_relinked() -> None:
+    # a jump over a context load that grows into 3 instructions must land on the same target
+    off = SK_BUFF.offsetof("mark") + 1
+    v = verify(assemble(f"r0 = *(u32 *)(r1 +0)\nif r0 == 0x0 goto pc+1\nr0 = *(u8 *)(r1 +{off})\nexit"))
+    jump = v.insns[1]
+    assert jump.code == 0x15 and jump.off == 3
+    assert v.insns[2 + jump.off] == Insn(0x95)
+
+
+def test_subprogram_call_offsets_follow_patches() -> None:
+    v = verify(assemble("r1 = *(u8 *)(r1 +9)\ncall pc+2\nr0 = 0\nexit\nr0 = 1\nexit"))
+    calls = [(i, x) for i, x in enumerate(v.insns) if x.code == 0x85]
+    (pos, call), = calls
+    assert v.insns[pos + 1 + call.imm] == Insn(0xB7, 0, 0, 0, 1)
+    assert v.subprog_starts == [0, pos + 1 + call.imm]
