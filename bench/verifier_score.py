@@ -15,9 +15,15 @@ BPF_F_TEST_REG_INVARIANTS, as test_loader does) and log level. Reports:
   regular expressions (test_loader's rules), over the tests that carry messages;
 * retval agreement — accepted programs run once through the kernel layer's BPF_PROG_TEST_RUN with
   the interpreter, over the tests with an expected return value (when the kernel layer exists);
-* per-file tables.
+* unprivileged agreement — the tests that also declare an unprivileged outcome
+  (``__success_unpriv``/``__failure_unpriv``, ``__msg_unpriv``) verified again with no
+  capabilities, against that outcome;
+* per-file tables (privileged runs).
 
-``--write-results`` stores the summary in bench/results/verifier_score.txt.
+``--write-results`` stores the summary in bench/results/verifier_score.txt. Each verification has
+a wall-clock guard of $PYBPF_SCORE_TIME_LIMIT seconds (default 180; the kernel has none, but a few
+tests walk the full million instructions before the kernel's own "too large" verdict), and
+PYBPF_SCORE_RETVAL=0 skips the test runs. PYBPF_SCORE_DEBUG=1 prints why a test could not run.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ FLAGS = {"BPF_F_STRICT_ALIGNMENT": 1, "BPF_F_ANY_ALIGNMENT": 2, "BPF_F_TEST_RND_
 DEFAULT_FLAGS = FLAGS["BPF_F_TEST_RND_HI32"] | FLAGS["BPF_F_TEST_REG_INVARIANTS"]
 MAIN_TYPES = ("socket_filter", "sched_cls", "sched_act", "xdp")
 OTHER_TYPES = ("cgroup_skb", "tracepoint", "raw_tracepoint", "kprobe")
-TIME_LIMIT = float(os.environ.get("PYBPF_SCORE_TIME_LIMIT", "60"))
+TIME_LIMIT = float(os.environ.get("PYBPF_SCORE_TIME_LIMIT", "180"))
 RUN_RETVAL = os.environ.get("PYBPF_SCORE_RETVAL", "1") != "0"
 
 
@@ -84,6 +90,7 @@ class Result:
     error: str = ""
     seconds: float = 0.0
     log_tail: list[str] = field(default_factory=list)
+    unpriv: bool = False
 
     @property
     def verdict_ok(self) -> bool:
@@ -108,6 +115,18 @@ def _kernel() -> Any:
 
         _KERNEL.append(Kernel(tempfile.mkdtemp(prefix="pybpf-score-")))
     return _KERNEL[0]
+
+
+def func_info_of(prog: Any) -> list[tuple[int, str, bool, int]]:
+    """BTF func info as the verifier and the kernel layer take it: (insn, name, is_global, type id).
+    A linked program's records carry instruction indexes in ``insn_off`` (the kernel's unit)."""
+    out = []
+    if prog.btf is not None:
+        for fi in prog.func_info:
+            with contextlib.suppress(Exception):
+                t = prog.btf.type_by_id(fi.type_id)
+                out.append((fi.insn_off, t.name, int(getattr(t, "linkage", 0)) == 1, fi.type_id))
+    return out
 
 
 def run_retval(spec: dict[str, Any], obj: Any, prog: Any, flags: int) -> bool | None:
@@ -165,14 +184,14 @@ def run_retval(spec: dict[str, Any], obj: Any, prog: Any, flags: int) -> bool | 
                     continue
                 ta = LoadAttrs(prog_type=int(tprog.prog_type), insns=tprog.with_map_fds(fds), license="GPL",
                                name=tprog.name[:15], expected_attach_type=int(tprog.expected_attach_type or 0),
-                               maps=maps)
+                               maps=maps, func_info=func_info_of(tprog) or None, prog_btf=tprog.btf)
                 tres = prog_load(k, ta)
                 tfd = k.new_fd(tres.program)
                 extra_fds.append(tfd)
                 maps[fds[name]].update_elem_sys(index.to_bytes(4, "little"), tfd.to_bytes(4, "little"), 0)
         a = LoadAttrs(prog_type=int(prog.prog_type), insns=prog.with_map_fds(fds), license="GPL",
                       name=prog.name[:15], expected_attach_type=int(prog.expected_attach_type or 0),
-                      prog_flags=flags, maps=maps)
+                      prog_flags=flags, maps=maps, func_info=func_info_of(prog) or None, prog_btf=prog.btf)
         res = prog_load(k, a)
         run = test_run(k, res.program, bytes(64), repeat=1)
     except Exception as e:  # PybpfError and whatever else the kernel layer lacks: "could not run"
@@ -190,15 +209,19 @@ def run_retval(spec: dict[str, Any], obj: Any, prog: Any, flags: int) -> bool | 
     return (run.retval & 0xFFFFFFFF) == (expected & 0xFFFFFFFF)
 
 
-def run_one(corpus: str, spec: dict[str, Any]) -> Result:
+def run_one(corpus: str, spec: dict[str, Any], unpriv: bool = False) -> Result:
     from pybpf.elf import ObjectSpec
     from pybpf.errors import PybpfError, VerifierError
     from pybpf.uapi import ProgType
     from pybpf.verifier import verify
     from pybpf.verifier.specmaps import maps_from_specs
 
+    if unpriv:
+        # the same program loaded without capabilities: its own verdict and messages (retvals
+        # are checked on the privileged load only)
+        spec = spec | {"expect": spec["unpriv_expect"], "msgs": spec["unpriv_msgs"], "retval": None}
     res = Result(spec["object"], spec["function"], spec["prog_type"], spec["expect"], None,
-                 msgs_expected=bool(spec["msgs"]), retval_expected=spec["retval"] is not None)
+                 msgs_expected=bool(spec["msgs"]), retval_expected=spec["retval"] is not None, unpriv=unpriv)
     t0 = time.monotonic()
     try:
         path = os.path.join(corpus, "obj", spec["object"])
@@ -213,21 +236,14 @@ def run_one(corpus: str, spec: dict[str, Any]) -> Result:
         maps, fds = maps_from_specs(obj.maps, obj.btf)
         by_fd = {fds[n]: m for n, m in maps.items()}
         insns = prog.with_map_fds(fds)
-        func_info = []
-        if prog.btf is not None:
-            for fi in prog.func_info:
-                try:
-                    t = prog.btf.type_by_id(fi.type_id)
-                    func_info.append((fi.insn_idx, t.name, int(getattr(t, "linkage", 0)) == 1))
-                except Exception:
-                    pass
+        func_info = func_info_of(prog)
         pt = prog.prog_type if prog.prog_type is not None else ProgType.SOCKET_FILTER
         level = spec["log_level"] or 1
         try:
             verify(insns, prog_type=pt, maps=by_fd, prog_flags=flags_of(spec) | prog.prog_flags, log_level=level,
                    expected_attach_type=int(prog.expected_attach_type or 0), prog_name=prog.name,
-                   func_info=func_info or None, gpl=True, deadline=time.monotonic() + TIME_LIMIT,
-                   caps=CAPS.get(spec["object"]))
+                   func_info=func_info or None, btf=prog.btf, gpl=True, deadline=time.monotonic() + TIME_LIMIT,
+                   caps=CAPS.get(spec["object"]), unprivileged=unpriv)
             res.accepted = True
             log = ""
         except VerifierError as e:
@@ -246,8 +262,9 @@ def run_one(corpus: str, spec: dict[str, Any]) -> Result:
             if res.accepted:
                 v = verify(insns, prog_type=pt, maps=by_fd, prog_flags=flags_of(spec) | prog.prog_flags,
                            log_level=level, expected_attach_type=int(prog.expected_attach_type or 0),
-                           prog_name=prog.name, func_info=func_info or None,
-                           deadline=time.monotonic() + TIME_LIMIT, caps=CAPS.get(spec["object"]))
+                           prog_name=prog.name, func_info=func_info or None, btf=prog.btf,
+                           deadline=time.monotonic() + TIME_LIMIT, caps=CAPS.get(spec["object"]),
+                           unprivileged=unpriv)
                 log = v.log
             res.msgs_ok = pattern_matches(log, spec["msgs"])
         res.log_tail = log.strip().splitlines()[-3:]
@@ -261,7 +278,7 @@ def run_one(corpus: str, spec: dict[str, Any]) -> Result:
     return res
 
 
-def _work(args: tuple[str, dict[str, Any]]) -> Result:
+def _work(args: tuple[str, dict[str, Any], bool]) -> Result:
     return run_one(*args)
 
 
@@ -303,14 +320,19 @@ def main() -> None:
     specs = [s for s in manifest["programs"] if not s["auxiliary"] and s["privileged"]
              and s["prog_type"] in types and args.only in f"{s['object']}:{s['function']}"
              and s.get("arch") in (None, "X86_64")]
+    uspecs = [s for s in manifest["programs"] if not s["auxiliary"] and s["unprivileged"]
+              and s["prog_type"] in types and args.only in f"{s['object']}:{s['function']}"
+              and s.get("arch") in (None, "X86_64")]
     t0 = time.monotonic()
-    work = [(args.corpus, s) for s in specs]
+    work = [(args.corpus, s, False) for s in specs] + [(args.corpus, s, True) for s in uspecs]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as ex:
             results = list(ex.map(_work, work, chunksize=8))
     else:
         results = [_work(w) for w in work]
     elapsed = time.monotonic() - t0
+    unpriv_results = [r for r in results if r.unpriv]
+    results = [r for r in results if not r.unpriv]
     lines = [f"pybpf verifier scoreboard — Linux 6.12 verifier selftests ({args.corpus})", ""]
     lines.append("XDP + socket filter + tc (sched_cls, sched_act):")
     lines += summarize(results, MAIN_TYPES)
@@ -320,6 +342,9 @@ def main() -> None:
             lines += summarize(results, (t,))
     lines.append("all supported types:")
     lines += summarize(results, types)
+    if unpriv_results:
+        lines.append("unprivileged loads (no capabilities; the tests marked __success_unpriv/__failure_unpriv):")
+        lines += summarize(unpriv_results, types)[:3] + summarize(unpriv_results, types)[4:]
     lines.append("")
     lines.append(f"{'object':45} {'progs':>5} {'verdict':>8} {'msgs':>8}")
     per: dict[str, list[Result]] = defaultdict(list)
@@ -336,15 +361,17 @@ def main() -> None:
     print(text)
     if args.show_failures:
         shown = 0
-        for r in results:
+        for r in results + unpriv_results:
             if (not r.verdict_ok or r.msgs_ok is False) and shown < args.show_failures:
                 shown += 1
-                print(f"--- {r.object}:{r.function} expect={r.expect} accepted={r.accepted} "
+                print(f"--- {r.object}:{r.function}{' (unpriv)' if r.unpriv else ''} expect={r.expect} "
+                      f"accepted={r.accepted} "
                       f"msgs_ok={r.msgs_ok} {r.error}")
                 for line in r.log_tail:
                     print("    " + line)
     if args.json:
-        Path(args.json).write_text(json.dumps([r.__dict__ | {"verdict_ok": r.verdict_ok} for r in results], indent=1))
+        Path(args.json).write_text(json.dumps([r.__dict__ | {"verdict_ok": r.verdict_ok}
+                                               for r in results + unpriv_results], indent=1))
     if args.write_results:
         out = Path(__file__).resolve().parent / "results" / "verifier_score.txt"
         out.parent.mkdir(exist_ok=True)

@@ -43,3 +43,21 @@ def test_corpus_sample(obj: str) -> None:
     with_msgs = [r for r in results if r.msgs_expected]
     ok = sum(bool(r.msgs_ok) for r in with_msgs)
     assert ok >= 0.9 * len(with_msgs), [r.function for r in with_msgs if not r.msgs_ok]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("obj", ("verifier_unpriv.o", "verifier_value_ptr_arith.o", "verifier_map_ptr_mixing.o",
+                                 "verifier_bounds_deduction.o"))
+def test_corpus_sample_unprivileged(obj: str) -> None:
+    if not (CORPUS / "manifest.json").exists():
+        pytest.skip("verifier selftest corpus not built")
+    score = _scorer()
+    manifest = json.loads((CORPUS / "manifest.json").read_text())
+    specs = [s for s in manifest["programs"] if s["object"] == obj and not s["auxiliary"] and s["unprivileged"]]
+    results = [score.run_one(str(CORPUS), s, True) for s in specs]
+    assert results and not [r for r in results if r.error.startswith("CRASH")]
+    verdicts = sum(r.verdict_ok for r in results)
+    assert verdicts >= 0.95 * len(results), [(r.function, r.expect, r.accepted) for r in results if not r.verdict_ok]
+    with_msgs = [r for r in results if r.msgs_expected]
+    ok = sum(bool(r.msgs_ok) for r in with_msgs)
+    assert ok >= 0.9 * len(with_msgs), [r.function for r in with_msgs if not r.msgs_ok]

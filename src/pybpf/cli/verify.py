@@ -49,8 +49,9 @@ def _parse_flag(name: str) -> int:
         raise click.BadParameter(f"unknown program flag {name!r} (one of {', '.join(PROG_FLAGS)})") from None
 
 
-def _func_info(prog: Any) -> list[tuple[int, str, bool]]:
-    out: list[tuple[int, str, bool]] = []
+def _func_info(prog: Any) -> list[tuple[int, str, bool, int]]:
+    # a linked program's records carry instruction indexes in insn_off (the kernel's unit)
+    out: list[tuple[int, str, bool, int]] = []
     btf = getattr(prog, "btf", None)
     if btf is None:
         return out
@@ -59,7 +60,7 @@ def _func_info(prog: Any) -> list[tuple[int, str, bool]]:
             t = btf.type_by_id(fi.type_id)
         except Exception:  # a bad record: the function stays static
             continue
-        out.append((fi.insn_idx, getattr(t, "name", ""), int(getattr(t, "linkage", 0)) == 1))
+        out.append((fi.insn_off, getattr(t, "name", ""), int(getattr(t, "linkage", 0)) == 1, fi.type_id))
     return out
 
 
@@ -98,7 +99,8 @@ def verify_object(path: str, *, prog_name: str | None, type_name: str | None, fl
             return verify(prog.with_map_fds(fds), prog_type=ptype, maps=by_fd, prog_flags=flags | prog.prog_flags,
                           log_level=level, unprivileged=unpriv,
                           expected_attach_type=int(prog.expected_attach_type or 0), prog_name=prog.name,
-                          gpl="GPL" in (prog.license or obj.license or ""), func_info=_func_info(prog) or None)
+                          gpl="GPL" in (prog.license or obj.license or ""), func_info=_func_info(prog) or None,
+                          btf=getattr(prog, "btf", None))
 
         try:
             v = run(log_level)

@@ -229,6 +229,10 @@ class ProgTypeDescriptor:
     has_ctx_out: bool = False
     test_run: str = ""
     ctx_btf_name: str = ""
+    # whether the kernel's verifier ops have convert_ctx_access; without it (kprobe, tracepoint,
+    # raw_tp) a helper's or global function's memory argument on the context is checked byte-wise
+    # through is_valid_access instead of being refused
+    ctx_convert: bool = True
     extra_helpers: Mapping[int, HelperProto] = field(default_factory=dict)
     helper_filter: Callable[[int, ProgInfo], bool] | None = None
     func_proto_first: Callable[[int, ProgInfo], HelperProto | None] | None = None

@@ -104,17 +104,17 @@ def _raw_tp_range(prog: ProgInfo) -> RetvalRange | None:
 KPROBE = ProgTypeDescriptor(
     prog_type=int(ProgType.KPROBE), name="kprobe", ctx=PT_REGS, runtime=_plain(PT_REGS),
     is_valid_access=kprobe_prog_is_valid_access, func_proto=func_proto_switch("kprobe_prog_func_proto"),
-    return_range=_kprobe_range, test_run="", ctx_btf_name="pt_regs",
+    return_range=_kprobe_range, test_run="", ctx_btf_name="pt_regs", ctx_convert=False,
 )
 TRACEPOINT = ProgTypeDescriptor(
     prog_type=int(ProgType.TRACEPOINT), name="tracepoint", ctx=TRACE_RECORD, runtime=_plain(TRACE_RECORD),
     is_valid_access=tp_prog_is_valid_access, func_proto=func_proto_switch("tp_prog_func_proto"),
-    test_run="", ctx_btf_name="",
+    test_run="", ctx_btf_name="", ctx_convert=False,
 )
 RAW_TRACEPOINT = ProgTypeDescriptor(
     prog_type=int(ProgType.RAW_TRACEPOINT), name="raw_tracepoint", ctx=RAW_TP_ARGS, runtime=_plain(RAW_TP_ARGS),
     is_valid_access=raw_tp_prog_is_valid_access, func_proto=func_proto_switch("raw_tp_prog_func_proto"),
-    return_range=_raw_tp_range, test_run="raw_tp", ctx_btf_name="bpf_raw_tracepoint_args",
+    return_range=_raw_tp_range, test_run="raw_tp", ctx_btf_name="bpf_raw_tracepoint_args", ctx_convert=False,
 )
 PERF_EVENT = ProgTypeDescriptor(
     prog_type=int(ProgType.PERF_EVENT), name="perf_event", ctx=PERF_EVENT_DATA, runtime=_plain(PERF_EVENT_DATA),
@@ -135,5 +135,6 @@ def raw_tp_writable_prog_is_valid_access(off: int, size: int, type: AccessType, 
 RAW_TRACEPOINT_WRITABLE = ProgTypeDescriptor(
     prog_type=int(ProgType.RAW_TRACEPOINT_WRITABLE), name="raw_tracepoint_writable", ctx=RAW_TP_ARGS,
     runtime=_plain(RAW_TP_ARGS), is_valid_access=raw_tp_writable_prog_is_valid_access,
-    func_proto=func_proto_switch("raw_tp_prog_func_proto"), test_run="", ctx_btf_name="bpf_raw_tracepoint_args",
+    func_proto=func_proto_switch("raw_tp_prog_func_proto"), test_run="",
+    ctx_btf_name="bpf_raw_tracepoint_args", ctx_convert=False,
 )

@@ -111,7 +111,8 @@ def verify(
     expected_attach_type: int = 0,
     prog_name: str = "",
     gpl: bool = True,
-    func_info: Sequence[tuple[int, str, bool]] | None = None,
+    func_info: Sequence[tuple[Any, ...]] | None = None,
+    btf: Any = None,
     desc: ProgTypeDescriptor | None = None,
     attach_btf_id: int = 0,
     liveness_marks: bool = True,
@@ -122,7 +123,11 @@ def verify(
 
     ``maps`` maps the value an lddw carries (the map fd, as in PROG_LOAD) to the map object
     (:class:`~pybpf.verifier.env.MapLike`). ``func_info`` lists ``(insn_idx, name, is_global)`` per
-    function from BTF func info (static functions are verified inline, global ones on their own).
+    function from BTF func info (static functions are verified inline, global ones on their own),
+    optionally with a 4th element, the FUNC's type id in ``btf`` (the program's
+    :class:`~pybpf.btf.BtfSpec`; without the id the FUNC is found by name). With ``btf`` the
+    prototypes decide a global function's argument types (pointer to ctx, to memory of the pointee's
+    size, ``__arg_*`` tags) as ``btf_prepare_func_args`` does; without it they are five scalars.
     Source lines for the log come from each instruction's ``meta.source``. ``liveness_marks=False``
     prints registers without the 6.12 ``_w``/``_r`` suffixes (the 6.18 log style). ``caps`` sets
     the loader's capabilities (default ``{"CAP_BPF", "CAP_PERFMON"}``; ``unprivileged=True`` means
@@ -144,22 +149,28 @@ def verify(
         raise VerifierError(E.EPERM, "program type requires CAP_BPF", program=prog_name)
     if not insn_list:
         raise VerifierError(E.EINVAL, "empty program", program=prog_name)
-    if len(insn_list) > BPF_COMPLEXITY_LIMIT_INSNS:
+    # bpf_prog_load's size limit: 1M instructions with CAP_BPF, BPF_MAXINSNS (4096) without
+    if len(insn_list) > (BPF_COMPLEXITY_LIMIT_INSNS if CAP_BPF in caps else 4096):
         raise VerifierError(E.E2BIG, "program too large", program=prog_name)
     env = VerifierEnv(insn_list, desc=desc, prog=prog, log_level=log_level, prog_flags=prog_flags,
                       maps=dict(maps or {}), unprivileged=unprivileged, liveness_marks=liveness_marks, gpl=gpl)
     env.deadline = deadline
+    env.btf = btf
     if fd_array is not None:
         env.fd_array = list(fd_array)  # type: ignore[attr-defined]
     for idx, insn in enumerate(env.insns):
         if insn is not None and insn.meta.source is not None:
             env.linfo_by_idx[idx] = insn.meta.source
+    from pybpf.verifier.fixups import apply_fixups
+
     try:
         _run(env, func_info)
+        # the rewrites can still refuse (e.g. an unprivileged tail call through mixed maps)
+        new_insns, subprog_starts = apply_fixups(env)
     except Reject as r:
         env.log.write(_stats_line(env)) if log_level else None
         msg = "".join(env.recent).strip().splitlines()
-        message = msg[-1] if msg else "verifier rejected the program"
+        message = r.message or (msg[-1] if msg else "verifier rejected the program")
         src = env.linfo_by_idx.get(env.insn_idx)
         raise VerifierError(
             r.errno,
@@ -174,9 +185,6 @@ def verify(
             env.log.write("verification time 0 usec\nstack depth "
                           + "+".join(str(s.stack_depth) for s in env.subprog_info) + "\n")
         env.log.write(_stats_line(env))
-    from pybpf.verifier.fixups import apply_fixups
-
-    new_insns, subprog_starts = apply_fixups(env)
     used = {getattr(m, "id", i): m for i, m in enumerate(env.used_maps)}
     return VerifiedProgram(
         insns=Insns(new_insns),
@@ -198,7 +206,36 @@ def verify(
     )
 
 
-def _run(env: VerifierEnv, func_info: Sequence[tuple[int, str, bool]] | None) -> None:
+def _func_type_id(env: VerifierEnv, entry: tuple[Any, ...]) -> int:
+    if len(entry) > 3 and entry[3]:
+        return int(entry[3])
+    if env.btf is None:
+        return 0
+    try:
+        from pybpf.btf import BtfKind
+
+        ids = env.btf.find(entry[1], BtfKind.FUNC)
+    except Exception:
+        return 0
+    return int(ids[0]) if ids else 0
+
+
+def _check_btf_func(env: VerifierEnv) -> None:
+    """``check_btf_func``: LD_ABS and tail calls need an int-returning subprogram."""
+    from pybpf.verifier.funcargs import returns_scalar
+
+    if env.btf is None:
+        return
+    for i, s in enumerate(env.subprog_info):
+        if not i or not s.btf_type_id or returns_scalar(env.btf, s.btf_type_id):
+            continue
+        if s.has_ld_abs:
+            raise env.fail(E.EINVAL, "LD_ABS is only allowed in functions that return 'int'.")
+        if s.has_tail_call:
+            raise env.fail(E.EINVAL, "tail_call is only allowed in functions that return 'int'.")
+
+
+def _run(env: VerifierEnv, func_info: Sequence[tuple[Any, ...]] | None) -> None:
     from pybpf.verifier.cfg import (
         add_subprogs,
         check_cfg,
@@ -213,13 +250,14 @@ def _run(env: VerifierEnv, func_info: Sequence[tuple[int, str, bool]] | None) ->
     if func_info:
         env.has_func_info = True
         by_start = {s.start: s for s in env.subprog_info}
-        for start, name, is_global in func_info:
+        for entry in func_info:
+            start, name, is_global = entry[0], entry[1], entry[2]
             s = by_start.get(start)
             if s is not None:
                 s.name = name
                 s.is_global = bool(is_global) and start != 0
-                if s.is_global and not s.args:
-                    s.args = [("scalar",)] * 5
+                s.btf_type_id = _func_type_id(env, entry)
+        _check_btf_func(env)
     for s in env.subprog_info:
         if not s.name:
             s.name = f"func#{env.subprog_info.index(s)}"
@@ -250,4 +288,5 @@ def kernel_verify(*, kernel: Any, attrs: Any, desc: ProgTypeDescriptor, info: Pr
         attach_btf_id=info.attach_btf_id,
         fd_array=getattr(attrs, "fd_array", None),
         func_info=getattr(attrs, "func_info", None),
+        btf=getattr(attrs, "prog_btf", None),
     )

@@ -219,6 +219,11 @@ def check_cfg(env: VerifierEnv) -> None:
             imm = insn.imm if insn.code == 0x85 else insn.imm_lo  # type: ignore[union-attr]
             w = t + _s32(imm) + 1
             aux[t].prune_point = True
+            # merge_callee_effects: the DFS reaches here again once the callee is explored, so a
+            # caller inherits "changes packet data" from every (transitively) called function
+            if 0 <= w < n:
+                caller = env.subprog_info[_find_containing_subprog(env, t)]
+                caller.changes_pkt_data |= env.subprog_info[_find_containing_subprog(env, w)].changes_pkt_data
             return push_insn(t, w, BRANCH)
         return ret
 

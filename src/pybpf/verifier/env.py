@@ -69,9 +69,11 @@ class MapLike(Protocol):
 class Reject(Exception):
     """A check failed: ``errno`` is what PROG_LOAD returns (the message is already in the log)."""
 
-    def __init__(self, err: int) -> None:
+    def __init__(self, err: int, message: str | None = None) -> None:
         super().__init__(err)
         self.errno = err
+        # the headline when the log's last line is not it (e.g. a state dump follows the error)
+        self.message = message
 
 
 @dataclass
@@ -124,7 +126,10 @@ class SubprogInfo:
     linkage: int = 0
     changes_pkt_data: bool = False
     arg_cnt: int = 0
-    args: list[Any] = field(default_factory=list)
+    args: list[Any] = field(default_factory=list)  # SubprogArg per argument once prepared
+    args_cached: bool = False
+    btf_type_id: int = 0  # the BTF FUNC of this function (0: no BTF for it)
+    unreliable: bool = False  # its BTF prototype did not match a call: not checked again
     called: bool = False
 
 
@@ -379,24 +384,12 @@ class VerifierEnv:
             if t == DST_OP:
                 mark_reg_unknown(reg, self.bpf_capable)
 
-    def check_global_call_args(self, subprog: int, regs: list[RegState]) -> bool:
-        """``btf_check_subprog_call`` for a global function: True when an argument does not match."""
-        info = self.subprog_info[subprog]
-        for i, arg in enumerate(info.args, start=1):
-            reg = regs[i]
-            kind = arg[0]
-            if kind == "scalar" and reg.type != RegType.SCALAR_VALUE:
-                self.verbose(f"R{i} is not a scalar\n")
-                return True
-            if kind == "ctx" and reg.type != RegType.PTR_TO_CTX:
-                self.verbose(f"arg#{i - 1} expects pointer to ctx\n")
-                return True
-        return False
-
     def precise_pruning(self, reg: RegState) -> bool:
         """Whether state pruning compares this scalar's range: only precise ones (see
         :mod:`pybpf.verifier.precision`)."""
         return reg.precise
 
     has_func_info = False
+    explore_alu_limits = False  # set by unprivileged pointer arithmetic with an unknown offset
+    btf: Any = None  # the program's BTF (a BtfSpec), for subprogram prototypes
     nr_cpu_ids = 64

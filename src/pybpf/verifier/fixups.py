@@ -19,6 +19,7 @@ a jump to a patched instruction lands on the first instruction of its replacemen
 
 from __future__ import annotations
 
+import errno as E
 from dataclasses import replace as _replace
 from typing import Any
 
@@ -221,6 +222,12 @@ def _misc_fixups(env: VerifierEnv, items: list[_Item]) -> list[_Item]:
                 continue
             _emit(out, it, _div_guard(insn))
             continue
+        if code == 0x85 and insn.src == 0 and insn.imm == 12 and it.orig is not None:
+            # unprivileged tail calls get an index bounds-mask keyed to one map: a call site that
+            # saw two different prog arrays cannot have one (the kernel refuses the program)
+            if not env.bypass_spec_v1 and env.aux[it.orig].map_ptr_poisoned:
+                env.insn_idx = it.orig
+                raise env.fail(E.EINVAL, "tail_call abusing map_ptr")
         if code == 0x85 and insn.src == 0 and insn.imm in _MAP_OPS and it.orig is not None:
             aux = env.aux[it.orig]
             m = aux.map_ptr

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pybpf.isa import Insn
-from pybpf.progtypes.types import RegType
+from pybpf.progtypes.types import RegType, TypeFlag
 from pybpf.verifier.checks.mem import check_atomic, check_load_mem, check_st_mem, check_store_reg
 from pybpf.verifier.env import (
     BPF_COMPLEXITY_LIMIT_INSNS,
@@ -270,6 +270,12 @@ def regsafe(env: VerifierEnv, rold: RegState, rcur: RegState, idmap: IdMap, exac
         return False
     bt = rold.type & 0xFF
     if bt == RegType.SCALAR_VALUE:
+        if env.explore_alu_limits:
+            # unprivileged pointer arithmetic with unknown offsets was seen: scalars must match
+            # exactly so every masking limit gets explored
+            return (_regs_prefix_equal(rold, rcur) and rold.var_off == rcur.var_off
+                    and _range_within(rold, rcur) and _range_within(rcur, rold)
+                    and idmap.check_scalar_ids(rold.id, rcur.id))
         if not env.precise_pruning(rold) and exact == NOT_EXACT:
             return True
         if rold.id & BPF_ADD_CONST and not rcur.id & BPF_ADD_CONST:
@@ -559,7 +565,7 @@ def is_state_visited(env: VerifierEnv, insn_idx: int) -> bool:
                 print_state(env, cur.frame[cur.curframe], True)
                 env.verbose("old state:")
                 print_state(env, st.frame[cur.curframe], True)
-                raise Reject(E.EINVAL)
+                raise Reject(E.EINVAL, f"infinite loop detected at insn {insn_idx}")
             if not force_new and env.jmps_processed - env.prev_jmps_processed < 20 \
                     and env.insn_processed - env.prev_insn_processed < 100:
                 add_new = False
@@ -635,8 +641,10 @@ def is_state_visited(env: VerifierEnv, insn_idx: int) -> bool:
 
 
 def push_callback_call(env: VerifierEnv, insn: Insn, insn_idx: int, subprog: int, set_cb: Any) -> None:
-    from pybpf.verifier.transfer.calls import setup_func_entry
+    from pybpf.verifier.transfer.calls import btf_check_subprog_call, setup_func_entry
 
+    if btf_check_subprog_call(env, subprog, env.cur_frame.regs) == E.EFAULT:
+        raise Reject(E.EFAULT)
     info = env.subprog_info[subprog]
     info.is_cb = True
     if insn.imm == 170:  # timer_set_callback: async
@@ -901,24 +909,23 @@ def do_check_common(env: VerifierEnv, subprog: int) -> None:
     env.cur_state = state
     regs = frame.regs
     if subprog:
+        from pybpf.verifier.transfer.calls import prepare_subprog_args
+
         env.verbose(f"Validating {info.name}() func#{subprog}...\n")
+        prepare_subprog_args(env, subprog)
         for i, arg in enumerate(info.args, start=1):
-            reg = regs[i]
-            kind = arg[0]
-            if kind == "ctx":
-                reg.type = RegType.PTR_TO_CTX
-                mark_reg_known_zero(reg)
-            elif kind == "scalar":
-                reg.type = RegType.SCALAR_VALUE
-                mark_reg_unknown(reg, env.bpf_capable)
-            elif kind == "mem":
-                mark_reg_known_zero(reg)
-                reg.type = RegType.PTR_TO_MEM | (arg[2] if len(arg) > 2 else 0)
-                reg.mem_size = arg[1]
-                reg.id = env.next_id()
-            else:
-                mark_reg_unknown(reg, env.bpf_capable)
+            _set_arg_entry_state(env, regs[i], arg)
     else:
+        if env.has_func_info and env.btf is not None and info.btf_type_id:
+            # the main program's prototype is checked too; a mismatch only makes it unreliable
+            from pybpf.verifier.transfer.calls import prepare_subprog_args
+
+            try:
+                prepare_subprog_args(env, 0)
+                if info.arg_cnt != 1 or info.args[0].kind != "ctx":
+                    info.unreliable = True
+            except Reject:
+                info.unreliable = True
         regs[1].type = RegType.PTR_TO_CTX
         mark_reg_known_zero(regs[1])
     env.insn_idx = info.start
@@ -931,6 +938,33 @@ def do_check_common(env: VerifierEnv, subprog: int) -> None:
         env.head = []
     if not env.log.level & 2:
         env.log.reset(0)
+
+
+def _set_arg_entry_state(env: VerifierEnv, reg: RegState, arg: Any) -> None:
+    """A global function's argument register on entry, from its prototype."""
+    kind = arg.kind
+    if kind == "ctx":
+        reg.type = RegType.PTR_TO_CTX
+        mark_reg_known_zero(reg)
+    elif kind == "scalar":
+        reg.type = RegType.SCALAR_VALUE
+        mark_reg_unknown(reg, env.bpf_capable)
+    elif kind == "dynptr":
+        mark_reg_known_zero(reg)
+        reg.type = RegType.CONST_PTR_TO_DYNPTR
+        reg.id = env.next_id()
+    elif kind == "mem":
+        reg.type = RegType.PTR_TO_MEM | (TypeFlag.PTR_MAYBE_NULL if arg.nullable else 0)
+        mark_reg_known_zero(reg)
+        reg.mem_size = arg.mem_size
+        reg.id = env.next_id()
+    elif kind == "btf_id":
+        reg.type = RegType.PTR_TO_BTF_ID | TypeFlag.PTR_TRUSTED | (TypeFlag.PTR_MAYBE_NULL if arg.nullable else 0)
+        mark_reg_known_zero(reg)
+        reg.btf_struct = arg.btf_struct
+        reg.id = env.next_id()
+    else:  # arena: the caller passes a PTR_TO_ARENA or a scalar
+        mark_reg_unknown(reg, env.bpf_capable)
 
 
 def do_check_main(env: VerifierEnv) -> None:

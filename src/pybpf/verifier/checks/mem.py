@@ -883,6 +883,14 @@ def check_helper_mem_access(env: VerifierEnv, regno: int, access_size: int, acce
     if bt == RegType.PTR_TO_BTF_ID:
         check_ptr_to_btf_access(env, regno, reg.off, access_size, AccessType.READ, -1)
         return
+    if bt == RegType.PTR_TO_CTX and not env.desc.ctx_convert:
+        # no context rewriting for this type: check the last byte of the range as a plain access
+        if access_size == 0:
+            if zero_ok:
+                return
+            raise Reject(E.EACCES)
+        check_mem_access(env, env.insn_idx, regno, access_size - 1, 1, access, -1, False, False)
+        return
     if zero_ok and access_size == 0 and register_is_null(reg):
         return
     env.verbose(f"R{regno} type={reg_type_str(reg.type)} ")

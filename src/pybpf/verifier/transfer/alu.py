@@ -8,6 +8,7 @@ as ``kernel/bpf/verifier.c`` computes them, so bounds (and the log lines printin
 from __future__ import annotations
 
 import errno as E
+from typing import Any
 
 from pybpf.isa import Insn
 from pybpf.progtypes.types import RegType, TypeFlag
@@ -465,6 +466,8 @@ def adjust_scalar_min_max_vals(env: VerifierEnv, insn: Insn, dst: RegState, src:
     if not is_safe_to_compute_dst_reg_range(insn, src):
         env.mark_reg_unknown(dst)
         return
+    if op in (0x00, 0x10):
+        _sanitize_val_alu(env, insn)
     if op == 0x00:
         scalar32_min_max_add(dst, src)
         scalar_min_max_add(dst, src)
@@ -563,20 +566,121 @@ def _sanitize_check_bounds(env: VerifierEnv, insn: Insn, dst: RegState) -> None:
                            "prohibited for !root") from None
 
 
-def _sanitize_ptr_alu(env: VerifierEnv, insn: Insn, ptr: RegState, off_reg: RegState, dst: RegState) -> None:
-    """The unprivileged (Spectre v1) restrictions on pointer arithmetic that produce messages."""
-    if env.bypass_spec_v1 or insn.code & 8 == 0:
-        return
+BPF_ALU_SANITIZE_SRC, BPF_ALU_SANITIZE_DST, BPF_ALU_NEG_VALUE = 1, 2, 4
+BPF_ALU_NON_POINTER, BPF_ALU_IMMEDIATE = 8, 16
+REASON_BOUNDS, REASON_TYPE, REASON_PATHS, REASON_LIMIT, REASON_STACK = 1, 2, 3, 4, 5
+
+
+def _can_skip_alu_sanitation(env: VerifierEnv, insn: Insn) -> bool:
+    return env.bypass_spec_v1 or insn.code & 8 == 0 or env.aux[env.insn_idx].nospec
+
+
+def _update_alu_sanitation_state(aux: Any, alu_state: int, alu_limit: int) -> int:
+    """Every path through one instruction must need the same masking; 0 or REASON_PATHS."""
+    if aux.alu_state and (aux.alu_state != alu_state or aux.alu_limit != alu_limit):
+        return REASON_PATHS
+    aux.alu_state = alu_state
+    aux.alu_limit = alu_limit
+    return 0
+
+
+def _retrieve_ptr_limit(ptr: RegState, mask_to_left: bool) -> tuple[int, int]:
+    """(0, limit) or (reason, 0): how far the pointer may move before leaving its object."""
+    if ptr.type == RegType.PTR_TO_STACK:
+        bound = MAX_BPF_STACK + int(mask_to_left)
+        limit = -(s64(ptr.var_off.value) + ptr.off)
+    elif ptr.type == RegType.PTR_TO_MAP_VALUE:
+        bound = ptr.map_ptr.value_size
+        limit = (ptr.smin_value if mask_to_left else ptr.umax_value) + ptr.off
+    else:
+        return REASON_TYPE, 0
+    limit &= 0xFFFFFFFF
+    if limit >= bound:
+        return REASON_LIMIT, 0
+    return 0, limit
+
+
+class _SanitizeInfo:
+    """``struct bpf_sanitize_info``: the first (simulation) pass's verdict for the commit pass."""
+
+    __slots__ = ("alu_limit", "alu_state", "mask_to_left")
+
+    def __init__(self) -> None:
+        self.alu_state = 0
+        self.alu_limit = 0
+        self.mask_to_left = False
+
+
+def _sanitize_ptr_alu(env: VerifierEnv, insn: Insn, ptr: RegState, off_reg: RegState, dst: RegState,
+                      info: _SanitizeInfo, commit: bool, ptr_is_dst: bool) -> int:
+    """``sanitize_ptr_alu``: the unprivileged (Spectre v1) rules for pointer +/- register.
+
+    The kernel then masks the offset at run time (a rewrite using its scratch register); pybpf's
+    engines do not speculate, so only the verification side is kept: the same rejections, and the
+    same extra speculative path with the offset truncated to 0.
+    """
+    from pybpf.verifier.walk import push_stack
+
+    if _can_skip_alu_sanitation(env, insn):
+        return 0
+    op = insn.code & 0xF0
+    off_is_imm = off_reg.var_off.mask == 0
+    off_is_neg = off_reg.smin_value < 0
+    if not env.cur_state.speculative:
+        if not commit:
+            if not off_is_imm and (off_reg.smin_value < 0) != (off_reg.smax_value < 0):
+                return REASON_BOUNDS
+            info.mask_to_left = (op == 0x00 and off_is_neg) or (op == 0x10 and not off_is_neg)
+        err, limit = _retrieve_ptr_limit(ptr, info.mask_to_left)
+        if err:
+            return err
+        if commit:
+            alu_state = info.alu_state
+            limit = abs(info.alu_limit - limit)
+            err = _update_alu_sanitation_state(env.aux[env.insn_idx], alu_state, limit)
+        else:
+            alu_state = (BPF_ALU_NEG_VALUE if off_is_neg else 0) | (BPF_ALU_IMMEDIATE if off_is_imm else 0)
+            alu_state |= BPF_ALU_SANITIZE_SRC if ptr_is_dst else BPF_ALU_SANITIZE_DST
+            if not off_is_imm:
+                env.explore_alu_limits = True
+            err = _update_alu_sanitation_state(info, alu_state, limit)
+        if err:
+            return err
+    if commit or off_is_imm:
+        return 0
+    # the speculative path where the masked offset became 0: dst holds the bare pointer
+    saved = None if ptr_is_dst else dst.copy()
+    if saved is not None:
+        dst.assign(ptr)
+    push_stack(env, env.insn_idx + 1, env.insn_idx, True)
+    if saved is not None:
+        dst.assign(saved)
+    return 0
+
+
+def _sanitize_err(env: VerifierEnv, insn: Insn, reason: int, off_is_dst: bool) -> Reject:
     err = "pointer arithmetic with it prohibited for !root"
     op = "add" if insn.code & 0xF0 == 0 else "sub"
-    off_is_imm = off_reg.var_off.mask == 0
-    if not off_is_imm and (off_reg.smin_value < 0) != (off_reg.smax_value < 0):
-        who = insn.dst if off_reg is dst else insn.src
-        raise env.fail(E.EACCES, f"R{who} has unknown scalar with mixed signed bounds, {err}")
-    if ptr.type not in (RegType.PTR_TO_STACK, RegType.PTR_TO_MAP_VALUE):
-        who = insn.src if off_reg is dst else insn.dst
-        raise env.fail(E.EACCES, f"R{who} has pointer with unsupported alu operation, {err}")
-    del op
+    if reason == REASON_BOUNDS:
+        return env.fail(E.EACCES, f"R{insn.dst if off_is_dst else insn.src} has unknown scalar with mixed "
+                        f"signed bounds, {err}")
+    if reason == REASON_TYPE:
+        return env.fail(E.EACCES, f"R{insn.src if off_is_dst else insn.dst} has pointer with unsupported alu "
+                        f"operation, {err}")
+    if reason == REASON_PATHS:
+        return env.fail(E.EACCES, f"R{insn.dst} tried to {op} from different maps, paths or scalars, {err}")
+    if reason == REASON_LIMIT:
+        return env.fail(E.EACCES, f"R{insn.dst} tried to {op} beyond pointer bounds, {err}")
+    if reason == REASON_STACK:
+        return env.fail(E.EACCES, f"R{insn.dst} could not be pushed for speculative verification, {err}")
+    return env.fail(E.EFAULT, f"verifier internal error: unknown reason ({reason})")
+
+
+def _sanitize_val_alu(env: VerifierEnv, insn: Insn) -> None:
+    if _can_skip_alu_sanitation(env, insn):
+        return
+    if _update_alu_sanitation_state(env.aux[env.insn_idx], BPF_ALU_NON_POINTER, 0):
+        raise _sanitize_err(env, insn, REASON_PATHS, False)
 
 
 def adjust_ptr_min_max_vals(env: VerifierEnv, insn: Insn, ptr_reg: RegState, off_reg: RegState) -> None:
@@ -617,8 +721,11 @@ def adjust_ptr_min_max_vals(env: VerifierEnv, insn: Insn, ptr_reg: RegState, off
         dst_reg.assign(ptr_reg)
     if not check_reg_sane_offset(env, off_reg, ptr_reg.type) or not check_reg_sane_offset(env, ptr_reg, ptr_reg.type):
         raise Reject(E.EINVAL)
+    sinfo = _SanitizeInfo()
     if op in (0x00, 0x10):
-        _sanitize_ptr_alu(env, insn, ptr_reg, off_reg, dst_reg)
+        reason = _sanitize_ptr_alu(env, insn, ptr_reg, off_reg, dst_reg, sinfo, False, dst_is_ptr)
+        if reason:
+            raise _sanitize_err(env, insn, reason, not dst_is_ptr)
     mark_reg32_unbounded(dst_reg)
     if op == 0x00:
         if known and _fits_s32(ptr_reg.off + smin_val):
@@ -678,6 +785,10 @@ def adjust_ptr_min_max_vals(env: VerifierEnv, insn: Insn, ptr_reg: RegState, off
         raise Reject(E.EINVAL)
     reg_bounds_sync(dst_reg)
     _sanitize_check_bounds(env, insn, dst_reg)
+    if op in (0x00, 0x10):
+        reason = _sanitize_ptr_alu(env, insn, dst_reg, off_reg, dst_reg, sinfo, True, True)
+        if reason:
+            raise _sanitize_err(env, insn, reason, not dst_is_ptr)
 
 
 def adjust_reg_min_max_vals(env: VerifierEnv, insn: Insn) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from pybpf.isa import Insn
 from pybpf.progtypes import internal
 from pybpf.progtypes.protos import HelperProto
-from pybpf.progtypes.types import ArgType, RegType, RetType, TypeFlag
+from pybpf.progtypes.types import AccessType, ArgType, RegType, RetType, TypeFlag
 from pybpf.uapi import HelperId, MapType, helper_name
 from pybpf.verifier.checks.mem import (
     check_helper_mem_access,
@@ -594,6 +594,7 @@ def check_helper_call(env: VerifierEnv, insn: Insn, insn_idx: int) -> None:
     elif func_id == H.user_ringbuf_drain:
         push_callback_call(env, insn, insn_idx, meta.subprogno, set_user_ringbuf_callback_state)
     elif func_id == H.loop:
+        _update_loop_inline_state(env, insn_idx, meta.subprogno)
         mark_chain_precision(env, 1)
         cur = env.cur_frame
         if cur.callback_depth < regs[1].umax_value:
@@ -675,6 +676,31 @@ def check_helper_call(env: VerifierEnv, insn: Insn, insn_idx: int) -> None:
     if changes_data:
         env.changes_pkt_data = True
         clear_all_pkt_pointers(env)
+
+
+def _loop_flag_is_zero(env: VerifierEnv) -> bool:
+    from pybpf.verifier.precision import mark_chain_precision
+
+    if register_is_null(env.regs[4]):
+        mark_chain_precision(env, 4)
+        return True
+    return False
+
+
+def _update_loop_inline_state(env: VerifierEnv, insn_idx: int, subprogno: int) -> None:
+    """``update_loop_inline_state``: whether every visit of this bpf_loop call could be inlined.
+
+    pybpf does not inline bpf_loop (the call stays a helper call), but the kernel's check makes
+    the flags register precise, which the log and state pruning show, so it is kept.
+    """
+    aux = env.aux[insn_idx]
+    state = aux.loop_inline_state
+    if state is None:
+        aux.loop_inline_state = [_loop_flag_is_zero(env), subprogno]
+        return
+    if not state[0]:
+        return
+    state[0] = _loop_flag_is_zero(env) and state[1] == subprogno
 
 
 def _is_acquire_function(func_id: int, m: Any) -> bool:
@@ -785,6 +811,92 @@ def clear_caller_saved_regs(env: VerifierEnv, regs: list[RegState]) -> None:
         env.check_reg_arg_on(regs, i, DST_OP_NO_MARK)
 
 
+def prepare_subprog_args(env: VerifierEnv, subprog: int) -> None:
+    """``btf_prepare_func_args``: fill ``args`` of a subprogram from its BTF prototype (cached on
+    success). Raises Reject, with the kernel's message logged, when the prototype is unusable."""
+    from pybpf.verifier.funcargs import FuncArgsError, SubprogArg, prepare_func_args
+
+    info = env.subprog_info[subprog]
+    if info.args_cached:
+        return
+    if env.btf is None or not info.btf_type_id:
+        if not info.is_global:
+            raise Reject(E.EINVAL)
+        # no BTF was handed in: a global function's arguments are taken to be five scalars
+        info.args = [SubprogArg("scalar")] * 5
+    else:
+        try:
+            info.args = prepare_func_args(env.btf, info.btf_type_id, name=info.name, is_global=info.is_global,
+                                          prog_type=env.prog.prog_type)
+        except FuncArgsError as e:
+            if e.message:
+                env.verbose(e.message + "\n")
+            raise Reject(e.errno) from None
+    info.arg_cnt = len(info.args)
+    info.args_cached = True
+
+
+def _check_mem_reg(env: VerifierEnv, reg: RegState, regno: int, size: int) -> None:
+    from pybpf.verifier.checks.mem import check_helper_mem_access
+    from pybpf.verifier.transfer.jmp import mark_ptr_not_null_reg
+
+    if register_is_null(reg):
+        return
+    saved = reg.copy() if type_may_be_null(reg.type) else None
+    if saved is not None:
+        mark_ptr_not_null_reg(reg)
+    try:
+        check_helper_mem_access(env, regno, size, AccessType.READ, True, None)
+        check_helper_mem_access(env, regno, size, AccessType.WRITE, True, None)
+    finally:
+        if saved is not None:
+            reg.assign(saved)
+
+
+def btf_check_subprog_call(env: VerifierEnv, subprog: int, regs: list[RegState]) -> int:
+    """Match the caller's R1-R5 against the callee's prototype; 0 or the errno of the mismatch
+    (logged). A mismatch marks the prototype unreliable, so it is not checked again."""
+    info = env.subprog_info[subprog]
+    if not env.has_func_info or info.unreliable:
+        return E.EINVAL
+    try:
+        prepare_subprog_args(env, subprog)
+        for i, arg in enumerate(info.args):
+            regno = i + 1
+            reg = regs[regno]
+            if arg.kind == "scalar":
+                if reg.type != R.SCALAR_VALUE:
+                    raise env.fail(E.EINVAL, f"R{regno} is not a scalar")
+            elif arg.kind == "ctx":
+                check_func_arg_reg_off(env, reg, regno, ArgType.ARG_DONTCARE)
+                if reg.type != R.PTR_TO_CTX:
+                    raise env.fail(E.EINVAL, f"arg#{i} expects pointer to ctx")
+            elif arg.kind == "mem":
+                check_func_arg_reg_off(env, reg, regno, ArgType.ARG_DONTCARE)
+                try:
+                    _check_mem_reg(env, reg, regno, arg.mem_size)
+                except Reject:
+                    raise Reject(E.EINVAL) from None
+                if not arg.nullable and type_may_be_null(reg.type):
+                    raise env.fail(E.EINVAL, f"arg#{i} is expected to be non-NULL")
+            elif arg.kind == "arena":
+                if reg.type not in (R.PTR_TO_ARENA, R.SCALAR_VALUE):
+                    raise env.fail(E.EINVAL, f"R{regno} is not a pointer to arena or scalar.")
+            elif arg.kind == "dynptr":
+                if base_type(reg.type) not in (R.PTR_TO_STACK, R.CONST_PTR_TO_DYNPTR):
+                    raise env.fail(E.EINVAL, f"arg#{i} expected pointer to stack or const struct bpf_dynptr")
+            elif arg.kind == "btf_id":
+                if register_is_null(reg) and arg.nullable:
+                    continue
+                if base_type(reg.type) != R.PTR_TO_BTF_ID or (arg.btf_struct and reg.btf_struct != arg.btf_struct):
+                    raise env.fail(E.EACCES, f"R{regno} type={reg_type_str(reg.type)} expected=ptr_, "
+                                   "trusted_ptr_, rcu_ptr_")
+    except Reject as r:
+        info.unreliable = True
+        return r.errno
+    return 0
+
+
 def check_func_call(env: VerifierEnv, insn: Insn, insn_idx: int) -> int:
     """A bpf-to-bpf call; returns the instruction index to continue at."""
     from pybpf.verifier.walk import print_state
@@ -796,13 +908,16 @@ def check_func_call(env: VerifierEnv, insn: Insn, insn_idx: int) -> int:
     state = env.cur_state
     caller = state.frame[state.curframe]
     info = env.subprog_info[subprog]
+    err = btf_check_subprog_call(env, subprog, caller.regs)
+    if err == E.EFAULT:
+        raise Reject(err)
     if info.is_global:
         if state.active_lock_ptr is not None:
             raise env.fail(E.EINVAL, "global function calls are not allowed while holding a lock,\n"
                            "use static function instead")
-        bad = env.check_global_call_args(subprog, caller.regs)
-        if bad:
-            raise env.fail(E.EINVAL, f"Caller passes invalid args into func#{subprog} ('{info.name}')")
+        if err:
+            env.verbose(f"Caller passes invalid args into func#{subprog} ('{info.name}')\n")
+            raise Reject(err)
         env.verbose(f"Func#{subprog} ('{info.name}') is global and assumed valid.\n")
         if info.changes_pkt_data:
             clear_all_pkt_pointers(env)
