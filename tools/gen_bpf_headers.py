@@ -19,6 +19,7 @@ rest of pybpf uses keeps the headers and the Python side in step.
 
 from __future__ import annotations
 
+import enum
 import re
 import sys
 from pathlib import Path
@@ -134,6 +135,13 @@ def _c_value(v: int) -> str:
     return str(v)
 
 
+def _c_name(member: enum.Enum, prefix: str) -> str:
+    """The C enumerator of a pybpf.uapi member: the C prefix put back where the Python name
+    dropped it (``XdpAction.PASS`` -> ``XDP_PASS``), kept where the name has it already."""
+    name = member.name.lstrip("_")
+    return name if name.startswith(prefix) else prefix + name
+
+
 def uapi_enums() -> str:
     lines = [HEADER, "#ifndef __PYBPF_BPF_UAPI_ENUMS_H", "#define __PYBPF_BPF_UAPI_ENUMS_H", ""]
     enums = [
@@ -142,15 +150,15 @@ def uapi_enums() -> str:
         ("bpf_prog_type", uapi.ProgType, "BPF_PROG_TYPE_"),
         ("bpf_attach_type", uapi.AttachType, "BPF_"),
         ("bpf_link_type", uapi.LinkType, "BPF_LINK_TYPE_"),
-        ("xdp_action", g.XdpAction, ""),
-        ("sk_action", g.SkAction, ""),
-        ("bpf_ret_code", g.BpfRetCode, ""),
-        ("bpf_core_relo_kind", g.CoreReloKind, ""),
+        ("xdp_action", g.XdpAction, "XDP_"),
+        ("sk_action", g.SkAction, "SK_"),
+        ("bpf_ret_code", g.BpfRetCode, "BPF_"),
+        ("bpf_core_relo_kind", g.CoreReloKind, "BPF_"),
         ("bpf_adj_room_mode", g.AdjRoomMode, "BPF_ADJ_ROOM_"),
     ]
-    for cname, enum, pfx in enums:
+    for cname, members, pfx in enums:
         lines.append(f"enum {cname} {{")
-        lines += [f"\t{pfx}{m.name.lstrip('_')} = {int(m)}," for m in enum]
+        lines += [f"\t{_c_name(m, pfx)} = {int(m)}," for m in members]
         lines.append("};")
         lines.append("")
     lines.append("enum bpf_func_id {")
@@ -159,7 +167,7 @@ def uapi_enums() -> str:
     lines.append("};")
     lines.append("")
     lines.append("/* anonymous-enum constants and #defines of include/uapi/linux/bpf.h */")
-    enum_names = {f"{pfx}{m.name.lstrip('_')}" for _, e, pfx in enums for m in e}
+    enum_names = {_c_name(m, pfx) for _, e, pfx in enums for m in e}
     for name in sorted(n for n in dir(g) if n.isupper() and isinstance(getattr(g, n), int)):
         if name in enum_names:
             continue

@@ -28,6 +28,7 @@ from pybpf.btf import (
     Member,
     Param,
     Ptr,
+    StringTable,
     Struct,
     Typedef,
     Union,
@@ -127,6 +128,23 @@ def test_encode_round_trip(name: str) -> None:
     btf = btf_of(name)
     again = BtfSpec.from_bytes(encode_btf(btf.types))
     assert again.types == btf.types
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in OBJ.glob("*.o")))
+def test_encode_with_the_original_strings_is_byte_identical(name: str) -> None:
+    """Seeded with the blob's own string table, the encoder reproduces clang's blob exactly: every
+    string keeps its offset (line info refers to file names and source text by offset)."""
+    btf = btf_of(name)
+    assert encode_btf(btf.types, strings=StringTable(btf.strings)) == btf.raw
+    assert BtfSpec.from_types(btf.types, strings=btf.strings).raw == btf.raw
+
+
+def test_seeded_string_table_appends_new_strings() -> None:
+    st = StringTable(b"\0int\0foo\0")
+    assert (st.add(""), st.add("int"), st.add("foo"), st.add("bar"), st.add("int")) == (0, 1, 5, 9, 1)
+    assert st.bytes() == b"\0int\0foo\0bar\0"
+    with pytest.raises(BtfError, match="starts and ends with a NUL"):
+        StringTable(b"int\0")
 
 
 def test_every_kind_round_trips() -> None:

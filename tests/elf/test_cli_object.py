@@ -69,3 +69,16 @@ def test_show_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
     assert rc == 255 and err.startswith("Error: ") and "too short" in err
     rc, out, _ = run(capsys, "-j", "object", "show", str(bad))
     assert rc == 255 and "too short" in json.loads(out)["error"]
+
+
+def test_externs_say_whether_they_have_a_value(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-j", "object", "show", str(OBJ / "externs.o")]) == 0
+    ext = {e["name"]: e for e in json.loads(capsys.readouterr().out)["externs"]}
+    virtual = {"name": "LINUX_KERNEL_VERSION", "kind": "kconfig", "weak": False, "resolved": True}
+    assert ext["LINUX_KERNEL_VERSION"] == virtual
+    assert (ext["CONFIG_HZ"]["weak"], ext["CONFIG_HZ"]["resolved"]) == (True, False)
+    assert (ext["bpf_rdonly_cast"]["kind"], ext["bpf_rdonly_cast"]["resolved"]) == ("kfunc", False)
+    assert main(["object", "show", str(OBJ / "externs.o")]) == 0
+    text = capsys.readouterr().out
+    assert "extern LINUX_KERNEL_VERSION  kind kconfig  resolved\n" in text
+    assert "extern CONFIG_HZ  kind kconfig  weak\n" in text

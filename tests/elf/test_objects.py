@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pybpf.elf import MapOrigin, ObjectSpec, Pinning, RelocKind
-from pybpf.elf.load import KERNEL_VERSION_6_12
+from pybpf.elf import MapOrigin, ObjectSpec, Pinning, RelocKind, read_btf
+from pybpf.elf.kconfig import KERNEL_VERSION_6_12
 from pybpf.isa import Insns, PseudoCall, PseudoSrc
 from pybpf.uapi import (
     BPF_F_LINK,
@@ -288,6 +288,11 @@ def test_func_and_line_info_rebased() -> None:
     src = p.insns.at(0).meta.source
     assert src is not None and src.file == "./subprogs.c" and "main_a" in src.text
     assert all(p.insns.is_insn_start(off) for off in lines)
+    # the records refer to the BTF the program is loaded with (fixed up, strings kept at their offsets)
+    assert spec.btf is not None and spec.btf is not read_btf((OBJ / "subprogs.o").read_bytes())[0]
+    for li in p.line_info:
+        assert (spec.btf.string_at(li.file_name_off), spec.btf.string_at(li.line_off)) == (li.file, li.text)
+    assert len(p.line_info_bytes()) == 16 * len(p.line_info) and len(p.func_info_bytes()) == 8 * len(p.func_info)
 
 
 def test_call_into_same_section_is_linked() -> None:

@@ -187,3 +187,23 @@ def test_headers_ship_with_the_package() -> None:
     ):
         assert (INCLUDE_DIR / rel).is_file(), rel
     assert INCLUDE_DIR.is_relative_to(Path(__import__("pybpf").__file__).parent)
+
+
+@needs_zig
+def test_without_clang_on_path_zig_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine with only Python and pip: no clang on PATH, so ``pybpf cc`` (no --compiler) and
+    ``compile()`` fall back to the ziglang wheel, and the seed demo still builds."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    comp = find_compiler()
+    assert comp.kind == "zig" and comp.command[1:] == ("-m", "ziglang", "cc")
+    with pytest.raises(ToolchainError, match="no clang"):
+        find_compiler("clang")
+    obj = compile(SEED / "demo.c", tmp_path / "demo.o")
+    check_object(obj, "demo")
+
+    from pybpf.cli.app import main
+
+    assert main(["cc", str(SEED / "demo_legacy.c"), "-o", str(tmp_path / "legacy.o")]) == 0
+    check_object(tmp_path / "legacy.o", "demo_legacy")

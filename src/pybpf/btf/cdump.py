@@ -99,6 +99,7 @@ class CDumper:
         self.out.append(s)
 
     def text(self) -> str:
+        """Everything emitted so far."""
         return "".join(self.out)
 
     def _mark_referenced(self) -> None:

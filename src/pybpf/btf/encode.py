@@ -3,11 +3,15 @@
 Why: tests build BTF without a compiler (malformed cases, CO-RE targets), and the bpf(2) layer needs
 bytes for ``BPF_BTF_LOAD`` after it has fixed up a spec (libbpf rewrites DATASEC sizes and extern
 VARs before loading). The string table is rebuilt (deduplicated, in first-use order), so a parsed
-blob re-encodes to an equivalent blob, not necessarily the identical one.
+blob re-encodes to an equivalent blob, not necessarily the identical one — unless the encoder is
+given the original string table (``StringTable(seed)``): then every string keeps its offset and new
+ones are appended, as libbpf's in-place edits do, so line info (whose file names and source text
+live in that table, referenced by offset from ``.BTF.ext``) stays valid.
 """
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Sequence
 
@@ -43,11 +47,21 @@ __all__ = ["StringTable", "encode_btf"]
 class StringTable:
     """A deduplicating NUL-separated string table; offset 0 is the empty string."""
 
-    def __init__(self) -> None:
-        self._data = bytearray(b"\0")
+    def __init__(self, seed: bytes = b"\0") -> None:
+        """A table holding ``seed`` (a BTF string section: NUL first and last) at its offsets."""
+        if not seed.startswith(b"\0") or not seed.endswith(b"\0"):
+            raise BtfError("a BTF string table starts and ends with a NUL byte")
+        self._data = bytearray(seed)
         self._offsets: dict[str, int] = {"": 0}
+        start = 1
+        while start < len(seed):
+            end = seed.index(b"\0", start)
+            with contextlib.suppress(UnicodeDecodeError):
+                self._offsets.setdefault(seed[start:end].decode(), start)
+            start = end + 1
 
     def add(self, s: str) -> int:
+        """The offset of ``s``, appending it the first time."""
         off = self._offsets.get(s)
         if off is None:
             off = len(self._data)
@@ -56,6 +70,7 @@ class StringTable:
         return off
 
     def bytes(self) -> bytes:
+        """The table as it goes into the BTF blob."""
         return bytes(self._data)
 
 

@@ -5,8 +5,10 @@ length pairs for func info, line info and — when ``hdr_len`` allows — CO-RE 
 kind a ``rec_size`` followed by ``{sec_name_off, num_info, records[num_info]}`` groups. Section names
 and line texts are offsets into the ``.BTF`` string table, so parsing needs the :class:`BtfSpec`.
 
-Instruction offsets stay in **bytes from the start of the ELF section** as clang writes them;
-``insn_idx`` gives the raw slot. The ELF layer re-bases them onto each program.
+Instruction offsets stay in **bytes from the start of the ELF section** as clang writes them. The
+ELF layer re-bases func and line info onto each program, and then ``insn_off`` is what
+``BPF_PROG_LOAD`` takes: the raw slot in the program (:attr:`pybpf.elf.ProgramSpec.func_info`).
+Only CO-RE records, which stay in section bytes, have an ``insn_idx``.
 """
 
 from __future__ import annotations
@@ -23,19 +25,17 @@ __all__ = ["BtfExt", "CoreRelo", "FuncInfo", "LineInfo"]
 
 @dataclass(frozen=True, slots=True)
 class FuncInfo:
-    """``struct bpf_func_info``: a function (BTF FUNC ``type_id``) starts at ``insn_off`` bytes."""
+    """``struct bpf_func_info``: a function (BTF FUNC ``type_id``) starts at ``insn_off`` — bytes
+    from the section start in ``.BTF.ext``, the raw slot in a program's rebased records."""
 
     insn_off: int
     type_id: int
 
-    @property
-    def insn_idx(self) -> int:
-        return self.insn_off // 8
-
 
 @dataclass(frozen=True, slots=True)
 class LineInfo:
-    """``struct bpf_line_info`` with its strings resolved: ``file``:``line``:``col`` is ``text``."""
+    """``struct bpf_line_info`` with its strings resolved: ``file``:``line``:``col`` is ``text``.
+    ``insn_off`` as in :class:`FuncInfo`: section bytes in ``.BTF.ext``, slots once rebased."""
 
     insn_off: int
     file_name_off: int
@@ -46,11 +46,8 @@ class LineInfo:
     text: str
 
     @property
-    def insn_idx(self) -> int:
-        return self.insn_off // 8
-
-    @property
     def line_col(self) -> int:
+        """The record's packed ``line_col`` field (line << 10 | column), as PROG_LOAD takes it."""
         return (self.line << 10) | self.col
 
 
@@ -67,6 +64,7 @@ class CoreRelo:
 
     @property
     def insn_idx(self) -> int:
+        """``insn_off`` in raw 8-byte slots of the ELF section."""
         return self.insn_off // 8
 
 
@@ -83,6 +81,8 @@ class BtfExt:
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview, btf: BtfSpec) -> BtfExt:
+        """Parse a ``.BTF.ext`` section; names and line texts are looked up in ``btf``. Every
+        malformation (bounds, record sizes, type ids, string offsets) is a :class:`BtfError`."""
         raw = bytes(data)
         if len(raw) < 8:
             raise BtfError(f"BTF.ext too short: {len(raw)} bytes")

@@ -115,12 +115,14 @@ class BtfSpec:
         return spec
 
     @classmethod
-    def from_types(cls, types: list[BtfType] | tuple[BtfType, ...]) -> BtfSpec:
+    def from_types(cls, types: list[BtfType] | tuple[BtfType, ...], *, strings: bytes | None = None) -> BtfSpec:
         """Build a spec from types (``types[0]`` must be :class:`Void`); the string table and
-        ``raw`` come from encoding them (see :mod:`pybpf.btf.encode`)."""
-        from pybpf.btf.encode import encode_btf
+        ``raw`` come from encoding them (see :mod:`pybpf.btf.encode`). ``strings``: a string table
+        to keep (every string at its offset, new names appended) — a fixed-up copy of a parsed spec
+        passes ``spec.strings`` so offsets recorded elsewhere (line info) still hold."""
+        from pybpf.btf.encode import StringTable, encode_btf
 
-        raw = encode_btf(types)
+        raw = encode_btf(types, strings=StringTable(strings) if strings is not None else None)
         return cls.from_bytes(raw)
 
     def _index(self) -> None:
@@ -152,6 +154,7 @@ class BtfSpec:
         return iter(enumerate(self.types))
 
     def type_by_id(self, tid: int) -> BtfType:
+        """``types[tid]``, or a :class:`BtfError` for an id outside the table (ids come from data)."""
         if not 0 <= tid < len(self.types):
             raise BtfError(f"type id {tid} out of range (0..{len(self.types) - 1})")
         return self.types[tid]
@@ -185,6 +188,7 @@ class BtfSpec:
         return list(self._by_essential.get(name, []))
 
     def find_one(self, name: str, kind: BtfKind | None = None) -> int | None:
+        """The first type id named ``name`` (optionally of one kind), or ``None``."""
         ids = self.find(name, kind)
         return ids[0] if ids else None
 
@@ -200,6 +204,7 @@ class BtfSpec:
         raise BtfError(f"type [{tid}]: modifier/typedef chain longer than {MAX_RESOLVE_DEPTH}")
 
     def skip_mods(self, tid: int) -> int:
+        """Follow const/volatile/restrict/type tags (not typedefs) to the underlying type id."""
         for _ in range(MAX_RESOLVE_DEPTH):
             t = self.type_by_id(tid)
             if t.kind in MODIFIER_KINDS:

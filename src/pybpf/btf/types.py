@@ -113,6 +113,9 @@ class Void:
 
 @dataclass(frozen=True, slots=True)
 class Int:
+    """An integer: ``size`` bytes, of which ``nr_bits`` starting at ``bits_offset`` hold the value;
+    ``encoding`` says signed / char / bool."""
+
     name: str
     size: int
     encoding: IntEncoding = IntEncoding.NONE
@@ -122,11 +125,14 @@ class Int:
 
     @property
     def is_signed(self) -> bool:
+        """``BTF_INT_SIGNED`` set."""
         return bool(self.encoding & IntEncoding.SIGNED)
 
 
 @dataclass(frozen=True, slots=True)
 class Ptr:
+    """A pointer to type ``type`` (0: ``void *``); its size is the BTF's pointer size."""
+
     type: int
     name: str = ""
     kind: ClassVar[BtfKind] = BtfKind.PTR
@@ -134,6 +140,9 @@ class Ptr:
 
 @dataclass(frozen=True, slots=True)
 class Array:
+    """``nelems`` elements of ``type``; ``index_type`` is the integer type the compiler recorded for
+    the index (printed by bpftool, unused otherwise)."""
+
     type: int
     index_type: int
     nelems: int
@@ -164,6 +173,8 @@ class Struct:
 
 @dataclass(frozen=True, slots=True)
 class Union:
+    """Like :class:`Struct`, all members at offset 0 in C terms (offsets are still recorded)."""
+
     name: str
     size: int
     members: tuple[Member, ...] = ()
@@ -181,6 +192,8 @@ class EnumValue:
 
 @dataclass(frozen=True, slots=True)
 class Enum:
+    """A 32-bit-or-smaller enum; ``signed`` is the kind flag (values printed signed or unsigned)."""
+
     name: str
     size: int
     values: tuple[EnumValue, ...] = ()
@@ -190,6 +203,8 @@ class Enum:
 
 @dataclass(frozen=True, slots=True)
 class Enum64:
+    """An enum with 64-bit values (``BTF_KIND_ENUM64``); ``signed`` as for :class:`Enum`."""
+
     name: str
     size: int
     values: tuple[EnumValue, ...] = ()
@@ -199,6 +214,8 @@ class Enum64:
 
 @dataclass(frozen=True, slots=True)
 class Fwd:
+    """A forward declaration (``struct foo;`` or ``union foo;``, by ``is_union``)."""
+
     name: str
     is_union: bool = False
     kind: ClassVar[BtfKind] = BtfKind.FWD
@@ -206,6 +223,8 @@ class Fwd:
 
 @dataclass(frozen=True, slots=True)
 class Typedef:
+    """``typedef <type> name;``"""
+
     name: str
     type: int
     kind: ClassVar[BtfKind] = BtfKind.TYPEDEF
@@ -213,6 +232,8 @@ class Typedef:
 
 @dataclass(frozen=True, slots=True)
 class Volatile:
+    """The ``volatile`` qualifier on ``type``."""
+
     type: int
     name: str = ""
     kind: ClassVar[BtfKind] = BtfKind.VOLATILE
@@ -220,6 +241,8 @@ class Volatile:
 
 @dataclass(frozen=True, slots=True)
 class Const:
+    """The ``const`` qualifier on ``type``."""
+
     type: int
     name: str = ""
     kind: ClassVar[BtfKind] = BtfKind.CONST
@@ -227,6 +250,8 @@ class Const:
 
 @dataclass(frozen=True, slots=True)
 class Restrict:
+    """The ``restrict`` qualifier on ``type``."""
+
     type: int
     name: str = ""
     kind: ClassVar[BtfKind] = BtfKind.RESTRICT
@@ -234,6 +259,8 @@ class Restrict:
 
 @dataclass(frozen=True, slots=True)
 class TypeTag:
+    """``__attribute__((btf_type_tag(name)))`` on ``type`` (``__kptr``, ``__user``, ``__percpu``...)."""
+
     name: str
     type: int
     kind: ClassVar[BtfKind] = BtfKind.TYPE_TAG
@@ -259,6 +286,8 @@ class Param:
 
 @dataclass(frozen=True, slots=True)
 class FuncProto:
+    """A function type: return type ``ret`` and parameters (names may be empty)."""
+
     ret: int
     params: tuple[Param, ...] = ()
     name: str = ""
@@ -272,6 +301,8 @@ class FuncProto:
 
 @dataclass(frozen=True, slots=True)
 class Var:
+    """A global or static variable of type ``type`` (DATASEC entries point at these)."""
+
     name: str
     type: int
     linkage: VarLinkage = VarLinkage.STATIC
@@ -289,6 +320,9 @@ class VarSecinfo:
 
 @dataclass(frozen=True, slots=True)
 class Datasec:
+    """An ELF data section (``.data``, ``.maps``, ``.ksyms``...) and the variables placed in it;
+    clang leaves ``size`` and offsets 0, libbpf fills them from the ELF file."""
+
     name: str
     size: int
     vars: tuple[VarSecinfo, ...] = ()
@@ -297,6 +331,8 @@ class Datasec:
 
 @dataclass(frozen=True, slots=True)
 class Float:
+    """A floating-point type of ``size`` bytes."""
+
     name: str
     size: int
     kind: ClassVar[BtfKind] = BtfKind.FLOAT

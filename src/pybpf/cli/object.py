@@ -36,6 +36,7 @@ def _attach(p: ProgramSpec) -> str | None:
 
 
 def prog_json(p: ProgramSpec) -> dict[str, Any]:
+    """One program of ``object show -j``: bpftool's field names where bpftool has the field."""
     pending = p.pending
     applied = [r for r in p.relocations if r.resolved]
     d: dict[str, Any] = {
@@ -86,6 +87,7 @@ _GPL_COMPATIBLE = {"GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL",
 
 
 def map_json(m: MapSpec) -> dict[str, Any]:
+    """One map of ``object show -j`` (``bytes_key``/``bytes_value`` as in ``bpftool map show``)."""
     d: dict[str, Any] = {
         "name": m.name,
         "type": m.map_type_name,
@@ -117,6 +119,7 @@ def map_json(m: MapSpec) -> dict[str, Any]:
 
 
 def object_json(spec: ObjectSpec) -> dict[str, Any]:
+    """``pybpf -j object show``: the object, its programs, maps, externs and warnings."""
     return {
         "name": spec.name,
         "file": spec.path,
@@ -124,13 +127,16 @@ def object_json(spec: ObjectSpec) -> dict[str, Any]:
         "kernel_version": spec.kernel_version,
         "programs": [prog_json(p) for p in spec.programs.values()],
         "maps": [map_json(m) for m in spec.maps.values()],
-        "externs": [{"name": e.name, "kind": e.kind.value, "weak": e.is_weak} for e in spec.externs],
+        "externs": [
+            {"name": e.name, "kind": e.kind.value, "weak": e.is_weak, "resolved": e.resolved} for e in spec.externs
+        ],
         "unknown_sections": list(spec.unknown_sections),
         "warnings": list(spec.warnings),
     }
 
 
 def object_text(spec: ObjectSpec) -> str:
+    """``pybpf object show``: one header line per program and map, details indented below."""
     lines = [f"object {spec.name}  file {spec.path}  license {spec.license or '(none)'}"]
     if spec.kernel_version is not None:
         lines[0] += f"  kernel_version {spec.kernel_version:#x}"
@@ -174,7 +180,10 @@ def object_text(spec: ObjectSpec) -> str:
             lines.append("\tvalues " + ", ".join(f"[{k}]={v}" for k, v in sorted(m.values.items())))
         if m.struct_ops_progs:
             lines.append("\tstruct_ops " + ", ".join(f"{k}={v}" for k, v in m.struct_ops_progs.items()))
-    lines.extend(f"extern {e.name}  kind {e.kind.value}{'  weak' if e.is_weak else ''}" for e in spec.externs)
+    lines.extend(
+        f"extern {e.name}  kind {e.kind.value}{'  weak' if e.is_weak else ''}{'  resolved' if e.resolved else ''}"
+        for e in spec.externs
+    )
     lines.extend(f"unknown section {s}" for s in spec.unknown_sections)
     lines.extend(f"warning: {w}" for w in spec.warnings)
     return "\n".join(lines)

@@ -13,7 +13,9 @@ functions over type tuples:
   ELF symbols, hidden/internal globals made static, variables sorted by offset;
 * hidden global subprograms become static FUNCs (``bpf_object__sanitize_and_load_btf``).
 
-Type ids never change (the dummy VAR is appended), so ids recorded before the fix-up stay valid.
+Type ids never change (the dummy VAR is appended) and neither do string offsets (the original
+string table is kept, new names appended), so type ids and the line info's file name and source
+text offsets recorded before the fix-up stay valid.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ __all__ = ["fixup_btf"]
 
 
 def fixup_btf(btf: BtfSpec, elf: ElfFile, externs: list[Extern], hidden_funcs: set[str]) -> BtfSpec:
+    """The object's BTF as libbpf loads it (the rewrites of the module docstring); ``btf`` itself
+    when nothing changes. ``externs`` carry the ``.kconfig`` offsets already laid out."""
     types: list[BtfType] = list(btf.types)
     ext_by_name = {e.name: e for e in externs}
     int_id = next((i for i, t in enumerate(types) if isinstance(t, Int) and t.nr_bits == 32), 0)
@@ -126,4 +130,4 @@ def fixup_btf(btf: BtfSpec, elf: ElfFile, externs: list[Extern], hidden_funcs: s
 
     if types == list(btf.types):
         return btf
-    return BtfSpec.from_types(types)
+    return BtfSpec.from_types(types, strings=btf.strings)

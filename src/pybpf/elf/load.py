@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import itertools
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from pybpf.btf.core import calc_relo_insn, kind_str, patch_insn
 from pybpf.btf.ext import BtfExt, FuncInfo, LineInfo
 from pybpf.btf.format import type_signature
 from pybpf.btf.spec import BtfSpec, essential_name
-from pybpf.btf.types import Datasec, DeclTag, Func, FuncLinkage, Int, IntEncoding, Var, VarLinkage
+from pybpf.btf.types import Datasec, DeclTag, Func, FuncLinkage, Struct, Var, VarLinkage
 from pybpf.elf.btf_fixup import fixup_btf
+from pybpf.elf.kconfig import VIRTUAL_KCONFIG, KcfgType, kcfg_type
 from pybpf.elf.maps import btf_maps, data_map, internal_map_name, legacy_maps, object_name
 from pybpf.elf.reader import (
     SHN_LORESERVE,
@@ -68,9 +71,6 @@ from pybpf.isa.insn import Insn, InsnMeta, Insns
 from pybpf.uapi import BPF_F_LINK, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MapType
 
 __all__ = ["UAPI_CORE_TYPES", "apply_core", "load_object", "read_btf"]
-
-KERNEL_VERSION_6_12 = (6 << 16) | (12 << 8)
-"""``LINUX_KERNEL_VERSION`` as pybpf reports it: the reference kernel, 6.12.0."""
 
 UAPI_CORE_TYPES = frozenset(
     {
@@ -129,6 +129,7 @@ UAPI_CORE_TYPES = frozenset(
 """Structs and enums of ``include/uapi/linux/bpf.h``: they are ABI, so a CO-RE relocation against
 one of them resolves against the object's own BTF when no target BTF is given."""
 
+_T = TypeVar("_T")
 _STRUCT_OPS_SECS = (".struct_ops", ".struct_ops.link", "?.struct_ops", "?.struct_ops.link")
 _ARENA_SEC = ".addr_space.1"
 
@@ -148,6 +149,7 @@ class _Func:
 
     @property
     def key(self) -> tuple[int, int]:
+        """Identity of the function: (section index, first slot)."""
         return (self.sec.index, self.sec_insn_off)
 
 
@@ -162,11 +164,15 @@ class _Rel:
 
 
 def load_object(data: bytes, *, path: str, name: str | None, core_target: BtfSpec | None) -> ObjectSpec:
+    """What :meth:`ObjectSpec.from_path` / ``from_bytes`` do: validate the ELF file, then run the
+    pipeline of the module docstring. ``name`` defaults to libbpf's object name for ``path``."""
     elf = ElfFile.from_bytes(data, path=path)
     return _Loader(elf, name or object_name(path), core_target).run()
 
 
 class _Loader:
+    """One object's trip through the pipeline; the steps share what earlier ones collected."""
+
     def __init__(self, elf: ElfFile, obj_name: str, core_target: BtfSpec | None) -> None:
         self.elf = elf
         self.path = elf.path
@@ -188,14 +194,17 @@ class _Loader:
         self.externs: list[Extern] = []
         self.ext_by_sym: dict[int, Extern] = {}
         self.kconfig_map: str | None = None
+        self._kconfig_size = 0
         self.warnings: list[str] = []
         self.unknown: list[str] = []
 
     def err(self, msg: str) -> ElfError:
+        """An :class:`ElfError` about this object (the caller raises it)."""
         return ElfError(msg, path=self.path)
 
     # -- 1. sections ---------------------------------------------------------------------------
     def collect_sections(self) -> None:
+        """Sort the sections by role (libbpf's ``bpf_object__elf_collect``); parse BTF and BTF.ext."""
         btf_sec = ext_sec = None
         for sec in self.elf.sections[1:]:
             name = sec.name
@@ -255,6 +264,8 @@ class _Loader:
 
     # -- 2. functions -------------------------------------------------------------------------
     def collect_functions(self) -> None:
+        """Every ``STT_FUNC`` of an executable section, checked to lie inside it and not to overlap
+        (libbpf's ``bpf_object__add_programs``); global ones outside ``.text`` are entry points."""
         exec_idx = {s.index: s for s in self.exec_secs}
         text_idx = self.text.index if self.text else -1
         for sym in self.elf.symbols:
@@ -283,6 +294,7 @@ class _Loader:
                     raise self.err(f"sec '{a.sec.name}': functions '{a.name}' and '{b.name}' overlap")
 
     def find_func(self, sec_idx: int, insn_idx: int) -> _Func | None:
+        """The function of section ``sec_idx`` containing raw slot ``insn_idx``, if any."""
         for f in self.funcs.get(sec_idx, ()):
             if f.sec_insn_off <= insn_idx < f.sec_insn_off + f.slot_count:
                 return f
@@ -290,6 +302,8 @@ class _Loader:
 
     # -- 3. externs -----------------------------------------------------------------------------
     def collect_externs(self) -> None:
+        """Undefined global symbols → :class:`Extern` via their BTF (``.kconfig`` VAR, ``.ksyms`` VAR
+        or FUNC), and the ``.kconfig`` layout (libbpf's ``bpf_object__collect_externs``)."""
         btf = self.btf
         for sym in self.elf.symbols:
             if not sym.is_extern or not sym.name:
@@ -328,7 +342,7 @@ class _Loader:
                 align = btf.align_of(t.type)
                 if size <= 0 or align <= 0:
                     raise RelocationError(f"failed to resolve size of extern (kcfg) '{sym.name}'", path=self.path)
-                if not _kcfg_type_ok(btf, t.type):
+                if kcfg_type(btf, t.type)[0] == KcfgType.UNKNOWN:
                     raise RelocationError(f"extern (kcfg) '{sym.name}': type is unsupported", path=self.path)
                 ext = Extern(sym.name, ExternKind.KCONFIG, tid, weak, t.type, 0, size, False)
                 ext = replace(ext, offset=align)  # alignment parked here until layout below
@@ -350,26 +364,26 @@ class _Loader:
         for e in kcfg:
             align = e.offset
             start = (off + align - 1) // align * align
-            placed[e.name] = replace(e, offset=start, resolved=e.name in _VIRTUAL_KCONFIG)
+            placed[e.name] = replace(e, offset=start, resolved=e.name in VIRTUAL_KCONFIG)
             off = start + e.size
         if placed:
             self.externs = [placed.get(e.name, e) if e.kind == ExternKind.KCONFIG else e for e in self.externs]
             self.ext_by_sym = {
                 k: placed.get(v.name, v) if v.kind == ExternKind.KCONFIG else v for k, v in self.ext_by_sym.items()
             }
-            for e in placed.values():
-                if e.name.startswith("LINUX_") and e.name not in _VIRTUAL_KCONFIG:
-                    raise RelocationError(f"extern (kcfg) '{e.name}': unrecognized virtual extern", path=self.path)
             self._kconfig_size = off
         self.externs.sort(key=lambda e: (list(ExternKind).index(e.kind), e.name))
 
     # -- 4. maps --------------------------------------------------------------------------------
     def add_map(self, m: MapSpec) -> None:
+        """Record a map; names must be unique across all definition styles, as in libbpf."""
         if m.name in self.maps:
             raise self.err(f"map '{m.name}' is defined twice")
         self.maps[m.name] = m
 
     def collect_maps(self) -> None:
+        """All maps in libbpf's order: legacy ``maps``, BTF ``.maps``, global data, ``.kconfig``,
+        struct_ops (libbpf's ``bpf_object__init_maps``), and the arena's initial data."""
         if self.legacy_maps_sec is not None:
             for m in legacy_maps(self.elf, self.legacy_maps_sec):
                 self.add_map(m)
@@ -396,8 +410,8 @@ class _Loader:
             size = self._kconfig_size
             data = bytearray(size)
             for e in kcfg:
-                if e.name in _VIRTUAL_KCONFIG:
-                    val = _VIRTUAL_KCONFIG[e.name]
+                if e.name in VIRTUAL_KCONFIG:
+                    val = VIRTUAL_KCONFIG[e.name]
                     data[e.offset : e.offset + e.size] = val.to_bytes(8, "little")[: e.size]
             name = internal_map_name(self.obj_name, ".kconfig")
             value_type = self.btf.find_one(".kconfig") if self.btf else None
@@ -422,6 +436,7 @@ class _Loader:
             self.struct_ops_maps(sec)
 
     def struct_ops_maps(self, sec: Section) -> None:
+        """One STRUCT_OPS map per variable of a ``.struct_ops[.link]`` section (its DATASEC)."""
         btf = self.btf
         if btf is None:
             raise BtfError(f"section {sec.name} needs BTF", path=self.path)
@@ -456,12 +471,15 @@ class _Loader:
 
     # -- 5. relocation records ----------------------------------------------------------------
     def sym_name(self, sym: Symbol) -> str:
+        """The name messages use: a section symbol is named after its section."""
         if sym.type == STT_SECTION and sym.name == "":
             sec = self.elf.sections[sym.shndx] if 0 <= sym.shndx < len(self.elf.sections) else None
             return sec.name if sec else "<?"
         return sym.name or "<?"
 
     def collect_relos(self) -> None:
+        """Walk every relocation section: program relocations become per-function records, ``.maps``
+        ones initial map slots, struct_ops ones member → program (``bpf_object__collect_relos``)."""
         exec_idx = {s.index for s in self.exec_secs}
         st_ops_idx = {s.index for s in self.st_ops_secs}
         nsec = len(self.elf.sections)
@@ -636,9 +654,9 @@ class _Loader:
                 raise RelocationError(
                     f".maps relo #{rel.index}: map '{owner.name}' can't hold references ('{name}')", path=self.path
                 )
-            var = btf.types[sizes[owner.name].type]
-            def_t = btf.types[btf.skip_mods_and_typedefs(var.type)]  # type: ignore[union-attr]
-            last = def_t.members[-1]  # type: ignore[union-attr]
+            var = btf.typed(sizes[owner.name].type, Var)
+            def_t = btf.typed(btf.skip_mods_and_typedefs(var.type), Struct)  # checked by btf_maps()
+            last = def_t.members[-1]
             if last.name != "values":
                 raise RelocationError(
                     f".maps relo #{rel.index}: map '{owner.name}' has no 'values' member", path=self.path
@@ -649,6 +667,7 @@ class _Loader:
             owner.values[moff // 8] = name
 
     def collect_st_ops_relos(self, sec: Section, rels: tuple[Rel, ...]) -> None:
+        """Function pointers of a struct_ops variable: which program each member points at."""
         btf = self.btf
         assert btf is not None
         st_maps = [m for m in self.maps.values() if m.origin == MapOrigin.STRUCT_OPS and m.section == sec.name]
@@ -679,6 +698,10 @@ class _Loader:
 
     # -- 6. linking -----------------------------------------------------------------------------
     def link(self, main: _Func) -> ProgramSpec:
+        """One entry program as libbpf hands it to bpf(2): subprograms appended depth first with
+        their func/line info rebased (``bpf_object__reloc_code``), call and ``BPF_PSEUDO_FUNC``
+        offsets fixed, map/data/extern references marked (``bpf_object__relocate_data``), metadata
+        attached, then CO-RE applied to every copy of every function."""
         insns: list[Insn] = list(main.insns)
         slots = main.slot_count
         placed: dict[tuple[int, int], int] = {main.key: 0}
@@ -696,6 +719,7 @@ class _Loader:
             starts[s[0]] = p
 
         def append(fn: _Func) -> int:
+            """Copy ``fn`` to the end of the stream; its base slot."""
             nonlocal slots
             base = slots
             placed[fn.key] = base
@@ -708,6 +732,8 @@ class _Loader:
             return base
 
         def reloc_code(fn: _Func, base: int, depth: int) -> None:
+            """libbpf's ``bpf_object__reloc_code`` for the copy of ``fn`` at ``base``: its BTF.ext
+            records, and every call / callback address it makes, appending callees first seen."""
             if depth > 256:
                 raise RelocationError(f"prog '{main.name}': subprogram calls nested too deep", path=self.path)
             if ext is not None:
@@ -738,7 +764,7 @@ class _Loader:
                     raise RelocationError(
                         f"prog '{fn.name}': unexpected relo for insn #{rel_slot}, type {relo.kind}", path=self.path
                     )
-                imm = ins0.imm_lo - (1 << 32) if ins0.imm_lo & 0x80000000 else ins0.imm_lo
+                imm = _s32(ins0.imm_lo)
                 if relo is not None and relo.kind == "call":
                     tsec, sub_idx = relo.target_sec, relo.sym_off // 8 + imm + 1
                 elif relo is not None:
@@ -783,8 +809,7 @@ class _Loader:
                 insns[p] = ins.replace(src=PseudoSrc.MAP_FD, imm=0).with_meta(reference=relo.map_name)
                 relocations.append(Relocation(here, RelocKind.MAP, relo.map_name, 0, relo.symbol))
             elif relo.kind == "data":
-                lo = ins.imm_lo - (1 << 32) if ins.imm_lo & 0x80000000 else ins.imm_lo
-                off = (lo + relo.sym_off) & 0xFFFFFFFF
+                off = (_s32(ins.imm_lo) + relo.sym_off) & 0xFFFFFFFF
                 insns[p] = ins.replace(src=PseudoSrc.MAP_VALUE, imm=_s64(off << 32)).with_meta(reference=relo.map_name)
                 relocations.append(Relocation(here, RelocKind.MAP_VALUE, relo.map_name, off, relo.symbol))
             elif relo.kind == "extern_ld64":
@@ -903,6 +928,8 @@ class _Loader:
     def apply_core_records(
         self, main: _Func, final: Insns, order: list[_Func], placed: dict[tuple[int, int], int]
     ) -> tuple[Insns, list[CoreRelocation]]:
+        """The ``.BTF.ext`` CO-RE records of every function copy in ``final``, resolved by
+        :func:`apply_core` (UAPI types against the object's own BTF, others against ``core_target``)."""
         assert self.ext is not None and self.btf is not None
         records: list[CoreRelocation] = []
         for fn in order:
@@ -920,6 +947,7 @@ class _Loader:
 
     # -- 7. assemble ----------------------------------------------------------------------------
     def run(self) -> ObjectSpec:
+        """All steps, in libbpf's order; the :class:`ObjectSpec` they add up to."""
         self.collect_sections()
         self.collect_functions()
         self.collect_externs()
@@ -961,11 +989,10 @@ class _Loader:
         )
 
 
-_VIRTUAL_KCONFIG = {
-    "LINUX_KERNEL_VERSION": KERNEL_VERSION_6_12,
-    "LINUX_HAS_BPF_COOKIE": 1,
-    "LINUX_HAS_SYSCALL_WRAPPER": 1,
-}
+def _s32(v: int) -> int:
+    """The low 32-bit immediate as the signed value clang encoded (call offsets, data offsets)."""
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >> 31 else v
 
 
 def _s64(v: int) -> int:
@@ -974,26 +1001,9 @@ def _s64(v: int) -> int:
     return v - (1 << 64) if v >> 63 else v
 
 
-def _kcfg_type_ok(btf: BtfSpec, tid: int) -> bool:
-    """libbpf's ``find_kcfg_type`` != KCFG_UNKNOWN."""
-    from pybpf.btf.types import Array, Enum, Enum64
-
-    t = btf.types[btf.skip_mods_and_typedefs(tid)]
-    if isinstance(t, Int):
-        if t.encoding & IntEncoding.BOOL:
-            return t.size == 1
-        return t.size in (1, 2, 4, 8)
-    if isinstance(t, Enum | Enum64):
-        return t.name == "libbpf_tristate" and (isinstance(t, Enum64) or t.size == 4)
-    if isinstance(t, Array):
-        if t.nelems == 0:
-            return False
-        et = btf.types[btf.skip_mods_and_typedefs(t.type)]
-        return isinstance(et, Int) and et.size == 1 and not (et.encoding & IntEncoding.BOOL)
-    return False
-
-
-def _with_path(fn, path: str):  # type: ignore[no-untyped-def]
+def _with_path(fn: Callable[[], _T], path: str) -> _T:
+    """``fn()``, its :class:`BtfError` labelled with the object's path (the BTF parsers do not
+    know which file their bytes came from)."""
     try:
         return fn()
     except BtfError as e:

@@ -52,6 +52,15 @@ def object_name(path: str) -> str:
     return base.split(".", 1)[0]
 
 
+def _map_type(value: int) -> MapType | int:
+    """The :class:`MapType`, or the number itself for a type this kernel does not have (the
+    kernel, not the reader, refuses it at MAP_CREATE, as with libbpf)."""
+    try:
+        return MapType(value)
+    except ValueError:
+        return value
+
+
 def adjust_ringbuf_sz(sz: int) -> int:
     """libbpf rounds a ring buffer's size up to a power-of-2 multiple of the page size."""
     if sz == 0:
@@ -194,13 +203,9 @@ def _spec_from_def(name: str, d: _MapDef, *, section: str, offset: int) -> MapSp
     max_entries = d.max_entries
     if d.map_type in (MapType.RINGBUF, MapType.USER_RINGBUF):
         max_entries = adjust_ringbuf_sz(max_entries)
-    try:
-        mtype: MapType | int = MapType(d.map_type)
-    except ValueError:
-        mtype = d.map_type
     return MapSpec(
         name=name,
-        type=mtype,
+        type=_map_type(d.map_type),
         key_size=d.key_size,
         value_size=d.value_size,
         max_entries=max_entries,
@@ -295,14 +300,10 @@ def legacy_maps(elf: ElfFile, sec: Section) -> list[MapSpec]:
             fields.setdefault("flags", 0)
         elif def_sz > 36 and any(data[s.value + 36 : s.value + def_sz]):
             raise ElfError(f"map '{s.name}': unrecognized extra bytes in bpf_elf_map definition", path=elf.path)
-        try:
-            mtype: MapType | int = MapType(fields["type"])
-        except ValueError:
-            mtype = fields["type"]
         pin = fields.get("pinning", 0)
         spec = MapSpec(
             name=s.name,
-            type=mtype,
+            type=_map_type(fields["type"]),
             key_size=fields["size_key"],
             value_size=fields["size_value"],
             max_entries=fields["max_elem"],
@@ -336,8 +337,7 @@ def data_map(obj_name: str, sec: Section, btf: BtfSpec | None, *, kind: str) -> 
             value_type_id = tid
             t = btf.types[tid]
             if isinstance(t, Datasec) and any(
-                isinstance(btf.types[v.type], Var) and btf.types[v.type].linkage != VarLinkage.STATIC  # type: ignore[union-attr]
-                for v in t.vars
+                isinstance(var := btf.types[v.type], Var) and var.linkage != VarLinkage.STATIC for v in t.vars
             ):
                 flags |= BPF_F_MMAPABLE
     return MapSpec(

@@ -69,11 +69,14 @@ class Section:
 
     @property
     def is_exec(self) -> bool:
+        """Code: ``SHT_PROGBITS`` with ``SHF_EXECINSTR`` (libbpf's test for program sections)."""
         return self.type == SHT_PROGBITS and bool(self.flags & SHF_EXECINSTR)
 
 
 @dataclass(frozen=True, slots=True)
 class Symbol:
+    """One ``Elf64_Sym``, decoded: ``type``/``bind``/``visibility`` split out of ``st_info``/``st_other``."""
+
     index: int
     name: str
     value: int
@@ -114,6 +117,7 @@ class ElfFile:
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview, *, path: str = "<bytes>") -> ElfFile:
+        """Validate and decode ``data``; anything malformed is an :class:`ElfError` naming ``path``."""
         raw = bytes(data)
         try:
             return _read(raw, path)
@@ -123,17 +127,20 @@ class ElfFile:
             raise ElfError(f"malformed ELF file: {type(e).__name__}: {e}", path=path) from None
 
     def section(self, index: int) -> Section:
+        """Section ``index``, or an :class:`ElfError` if there is none (indices come from the file)."""
         if not 0 <= index < len(self.sections):
             raise ElfError(f"section index {index} out of range (0..{len(self.sections) - 1})", path=self.path)
         return self.sections[index]
 
     def section_by_name(self, name: str) -> Section | None:
+        """The first section called ``name``."""
         for s in self.sections:
             if s.name == name:
                 return s
         return None
 
     def symbol(self, index: int) -> Symbol | None:
+        """Symbol ``index``, or ``None`` (relocations carry indices from the file)."""
         if 0 <= index < len(self.symbols):
             return self.symbols[index]
         return None

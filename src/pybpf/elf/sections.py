@@ -200,10 +200,12 @@ class SectionMatch:
 
     @property
     def prog_type(self) -> ProgType | None:
+        """The definition's program type (``None`` for an unknown section name)."""
         return self.sec_def.prog_type if self.sec_def else None
 
     @property
     def expected_attach_type(self) -> AttachType | None:
+        """The definition's expected attach type (``None`` when it has none, i.e. 0)."""
         return self.sec_def.expected_attach_type if self.sec_def else None
 
 

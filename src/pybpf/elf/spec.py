@@ -16,6 +16,7 @@ appended the way libbpf does); externs (kfuncs, ksyms) stay pending with their n
 from __future__ import annotations
 
 import copy as _copy
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -97,6 +98,7 @@ class MapSpec:
     struct_ops_progs: dict[str, str] = field(default_factory=dict)  # member -> program
 
     def copy(self) -> MapSpec:
+        """A deep copy (``values``, ``data``, the inner map), safe to change."""
         return _copy.deepcopy(self)
 
     @property
@@ -106,6 +108,7 @@ class MapSpec:
 
     @property
     def map_type_name(self) -> str:
+        """bpftool's name of the type (``array``, ``lpm_trie``), or ``type N`` for an unknown one."""
         from pybpf.uapi import bpftool_name
 
         try:
@@ -115,6 +118,8 @@ class MapSpec:
 
 
 class RelocKind(StrEnum):
+    """What a :class:`Relocation` refers to; the value is what ``pybpf object show -j`` prints."""
+
     MAP = "map"  # lddw src=BPF_PSEUDO_MAP_FD: the map's fd
     MAP_VALUE = "map_value"  # lddw src=BPF_PSEUDO_MAP_VALUE: map fd + offset into the value
     CALL = "call"  # bpf-to-bpf call to a subprogram (resolved)
@@ -145,6 +150,7 @@ class Relocation:
 
     @property
     def resolved(self) -> bool:
+        """The reader finished it (calls, callback addresses); the rest waits for the loader."""
         return self.kind not in PENDING_KINDS
 
 
@@ -165,6 +171,8 @@ class CoreRelocation:
 
 
 class ExternKind(StrEnum):
+    """Where an extern lives: ``.kconfig`` (a value), ``.ksyms`` variable, or kfunc."""
+
     KCONFIG = "kconfig"
     KSYM = "ksym"
     KFUNC = "kfunc"
@@ -216,6 +224,7 @@ class ProgramSpec:
     size: int = 0  # bytes of the function itself (without appended subprograms)
 
     def copy(self) -> ProgramSpec:
+        """An independent copy (fields hold immutable values, so a shallow copy suffices)."""
         # Insns, BtfSpec and the record tuples are immutable: a shallow copy is independent
         return replace(self)
 
@@ -251,6 +260,20 @@ class ProgramSpec:
             src = PseudoSrc.MAP_FD if r.kind == RelocKind.MAP else PseudoSrc.MAP_VALUE
             patched[pos] = insn.replace(src=src, imm=value | (insn.imm_hi << 32))
         return Insns(patched)
+
+    def func_info_bytes(self) -> bytes:
+        """``func_info`` as ``BPF_PROG_LOAD`` takes it: ``struct bpf_func_info`` records (8 bytes:
+        ``insn_off`` in slots, BTF ``type_id``) — with ``btf.raw`` as the program's BTF,
+        byte for byte what libbpf passes."""
+        return b"".join(struct.pack("<II", r.insn_off, r.type_id) for r in self.func_info)
+
+    def line_info_bytes(self) -> bytes:
+        """``line_info`` as ``BPF_PROG_LOAD`` takes it: ``struct bpf_line_info`` records (16 bytes:
+        ``insn_off`` in slots, file name and line text offsets into :attr:`btf`'s strings,
+        ``line << 10 | col``)."""
+        return b"".join(
+            struct.pack("<IIII", r.insn_off, r.file_name_off, r.line_off, r.line_col) for r in self.line_info
+        )
 
     def kfunc_calls(self) -> tuple[tuple[int, str], ...]:
         """``(insn_idx, kfunc name)`` for every call to an extern kernel function."""
@@ -299,6 +322,8 @@ class ObjectSpec:
     def from_bytes(
         cls, data: bytes, *, name: str = "obj", path: str | None = None, core_target: BtfSpec | None = None
     ) -> ObjectSpec:
+        """Read an object from memory; ``name`` is the object name (map name prefixes), ``path``
+        only labels messages. ``core_target`` as for :meth:`from_path`."""
         from pybpf.elf.load import load_object
 
         return load_object(data, path=path or f"<{name}>", name=name, core_target=core_target)
@@ -311,7 +336,24 @@ class ObjectSpec:
             maps={k: v.copy() for k, v in self.maps.items()},
         )
 
+    def set_kconfig(self, config: str | Mapping[str, str | int | bool]) -> None:
+        """Values for the object's ``CONFIG_*`` externs, from Kconfig text (``CONFIG_HZ=250``) or a
+        mapping, with libbpf's parsing rules (see :func:`pybpf.elf.kconfig.set_kconfig`)."""
+        from pybpf.elf.kconfig import set_kconfig
+
+        set_kconfig(self, config)
+
+    def check_loadable(self, program: str | None = None) -> None:
+        """Raise :class:`~pybpf.errors.RelocationError` for what a loader must not hand to the
+        kernel: unresolved strong or unknown ``.kconfig`` externs, pending CO-RE relocations of
+        ``program`` (of every autoloaded program when ``None``). See
+        :func:`pybpf.elf.kconfig.check_loadable`."""
+        from pybpf.elf.kconfig import check_loadable
+
+        check_loadable(self, program)
+
     def program(self, name: str) -> ProgramSpec:
+        """Program ``name``, or a :class:`~pybpf.errors.LoaderError` saying it is not there."""
         try:
             return self.programs[name]
         except KeyError:
@@ -320,6 +362,7 @@ class ObjectSpec:
             raise LoaderError(f"no program '{name}' in {self.path}") from None
 
     def map(self, name: str) -> MapSpec:
+        """Map ``name``, or a :class:`~pybpf.errors.LoaderError` saying it is not there."""
         try:
             return self.maps[name]
         except KeyError:

@@ -55,6 +55,7 @@ class Compiler:
     version: str
 
     def describe(self) -> str:
+        """For ``pybpf cc -v``: which compiler, how it is run, its clang version."""
         return f"{self.kind} ({' '.join(self.command)}; clang {self.version})"
 
 
