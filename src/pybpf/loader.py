@@ -72,7 +72,8 @@ class LoadOptions:
     ``pin_maps``: pin every map under this directory (bpftool's ``pinmaps DIR``);
     ``pin_root``: where ``LIBBPF_PIN_BY_NAME`` maps are pinned (default the bpffs root);
     ``programs``: only load these programs (default: every autoload program);
-    ``prog_type``: load every program as this type (bpftool's ``type T``);
+    ``prog_type``/``expected_attach_type``: load every program as this type (bpftool's ``type T``: a
+    program whose section gave another type also loses the load flags that section implied);
     ``engine``: default engine for :meth:`Program.run`; ``kernel``: the :class:`Kernel` to use.
     """
 
@@ -81,6 +82,7 @@ class LoadOptions:
     pin_root: str | os.PathLike[str] | None = None
     programs: Iterable[str] | None = None
     prog_type: int | None = None
+    expected_attach_type: int | None = None
     engine: str = "interpreter"
     kernel: Kernel | None = None
     map_formats: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
@@ -216,6 +218,8 @@ class Map(MutableMapping[Any, Any]):
 
     @classmethod
     def from_id(cls, map_id: int, *, kernel: Kernel | None = None, key: Any = None, value: Any = None) -> Map:
+        """Open the live map with id ``map_id`` (``BPF_MAP_GET_FD_BY_ID``), typed from its BTF unless
+        ``key``/``value`` are given."""
         k = kernel or default_kernel()
         fd = k.map_get_fd_by_id(map_id)
         return cls(k.get_map(fd), fd, kernel=k, key=key, value=value)
@@ -232,6 +236,7 @@ class Map(MutableMapping[Any, Any]):
     # -- attributes ------------------------------------------------------------------------------
     @property
     def kernel_map(self) -> KernelMap:
+        """The kernel layer's map object behind this view."""
         return self._m
 
     @property
@@ -376,6 +381,7 @@ class Map(MutableMapping[Any, Any]):
         self._m.update_elem_sys(self._k(key), int(fd).to_bytes(4, "little"), flags)
 
     def delete(self, key: Any) -> None:
+        """``BPF_MAP_DELETE_ELEM`` (BpfError(ENOENT) for a missing key; ``del m[key]`` raises KeyError instead)."""
         self._m.delete_elem_sys(self._k(key))
 
     def lookup_and_delete(self, key: Any = None, flags: int = 0) -> Any:
@@ -394,12 +400,17 @@ class Map(MutableMapping[Any, Any]):
 
     # queues, stacks, bloom filters
     def push(self, value: Any, flags: int = BPF_ANY) -> None:
+        """``BPF_MAP_UPDATE_ELEM`` on a queue, stack or bloom filter (``BPF_EXIST``: a full queue drops its
+        oldest)."""
         self._m.update_elem_sys(b"", self._v_in(value), flags)
 
     def pop(self) -> Any:
+        """Remove and return the next value of a queue or stack (BpfError(ENOENT) when empty)."""
         return self._v_out(self._m.lookup_and_delete_elem_sys(b"", 0))
 
     def peek(self, value: Any = None) -> Any:
+        """The next value of a queue or stack without removing it; for a bloom filter, True when ``value`` may be
+        in the set (BpfError(ENOENT) when it certainly is not)."""
         if self.type == MapType.BLOOM_FILTER:
             self._m.peek_elem_sys(self._v_in(value))
             return True
@@ -474,12 +485,14 @@ class Program:
 
     @classmethod
     def from_id(cls, prog_id: int, *, kernel: Kernel | None = None) -> Program:
+        """Open the live program with id ``prog_id`` (``BPF_PROG_GET_FD_BY_ID``)."""
         k = kernel or default_kernel()
         fd = k.prog_get_fd_by_id(prog_id)
         return cls(k.get_prog(fd), fd, kernel=k)
 
     @property
     def kernel_program(self) -> KernelProgram:
+        """The kernel layer's program object behind this handle (engines, dumps, statistics)."""
         return self._p
 
     @property
@@ -505,10 +518,12 @@ class Program:
 
     @property
     def used_maps(self) -> dict[int, KernelMap]:
+        """The maps the program references, by id (contract 1: its ``lddw`` instructions hold these ids)."""
         return dict(self._p.used_maps)
 
     @property
     def verifier_log(self) -> str:
+        """The verifier's log of the load (empty unless a log level was asked for)."""
         return self._p.verifier_log
 
     def xlated(self, *, opcodes: bool = False, linum: bool = False) -> str:
@@ -561,12 +576,14 @@ class Collection:
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], options: LoadOptions | None = None, **kw: Any) -> Collection:
+        """Load the object file at ``path`` (:func:`load` with a path)."""
         from pybpf.elf import ObjectSpec
 
         return cls.from_spec(ObjectSpec.from_path(os.fspath(path)), options, **kw)
 
     @classmethod
     def from_spec(cls, spec: Any, options: LoadOptions | None = None, **kw: Any) -> Collection:
+        """Load an already read :class:`~pybpf.elf.ObjectSpec`: create its maps, load its programs."""
         opts = options or LoadOptions(**kw)
         return _Loading(spec, opts).run()
 
@@ -730,13 +747,21 @@ class _Loading:
             raise NotSupportedError(f"program '{ps.name}' calls kernel functions or uses kernel symbols "
                                     f"({', '.join(r.target for r in kfuncs)}), which pybpf cannot provide",
                                     errno.EINVAL)
+        # unresolved .kconfig externs and pending CO-RE relocations: refused in libbpf's words
+        self.spec.check_loadable(ps.name)
         fds = {name: m.fd for name, m in self.maps.items()}
         insns = ps.with_map_fds(fds)
         attach = ps.expected_attach_type
+        prog_flags = ps.prog_flags
+        if self.opts.prog_type is not None:
+            # bpf_program__set_type + set_expected_attach_type: a changed type drops the SEC() handler
+            attach = self.opts.expected_attach_type
+            if ps.prog_type is None or int(ps.prog_type) != int(self.opts.prog_type):
+                prog_flags = 0
         a = LoadAttrs(
             prog_type=int(ptype), insns=insns, license=ps.license or self.spec.license or "",
             name=ps.name[:15], expected_attach_type=int(attach) if attach is not None else 0,
-            prog_flags=ps.prog_flags, log_level=self.opts.log_level, kern_version=ps.kernel_version or 0,
+            prog_flags=prog_flags, log_level=self.opts.log_level, kern_version=ps.kernel_version or 0,
             prog_btf=ps.btf, func_info=_func_info(ps),
         )
         try:
@@ -773,7 +798,7 @@ def _func_info(ps: Any) -> list[tuple[int, str, bool]] | None:
         except Exception:  # a dangling type id: no name
             continue
         if isinstance(t, Func):
-            out.append((fi.insn_idx, t.name, t.linkage == FuncLinkage.GLOBAL))
+            out.append((fi.insn_off, t.name, t.linkage == FuncLinkage.GLOBAL))
     return out or None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -107,8 +108,9 @@ def test_load_run_dump_the_seed_demo(bpffs: Path, demo_o: Path, tmp_path: Path,
     code, _out, err = run(capsys, "map", "delete", "name", "pkt_counter", "key", "0", "0", "0", "0")
     assert code == 255 and err == "Error: delete failed: Invalid argument\n"
     code, out, _ = run(capsys, "prog", "show")
+    jited = r"jited \d+B" if platform.machine() in ("x86_64", "AMD64") else "not jited"
     assert re.match(r"\d+: xdp  name xdp_program  tag [0-9a-f]{16}  gpl\n"
-                    r"\tloaded_at \S+  uid \d+\n\txlated 152B  not jited  memlock 4096B  map_ids \d+\n"
+                    rf"\tloaded_at \S+  uid \d+\n\txlated 152B  {jited}  memlock 4096B  map_ids \d+\n"
                     r"\tbtf_id \d+\n$", out), out
     code, out, _ = run(capsys, "prog", "dump", "xlated", "pinned", "/sys/fs/bpf/demo")
     assert "; count = bpf_map_lookup_elem(&pkt_counter, &index);" in out and "(95) exit" in out

@@ -170,7 +170,8 @@ def test_percpu_hash_program_writes_its_cpu_only(kernel: Kernel) -> None:
     assert m.lookup_elem_sys(u32(3)) == bytes(8) + u32(42) + bytes(4)
 
 
-def test_lru_evicts_least_recently_used_with_second_chance(kernel: Kernel) -> None:
+def test_lru_evicts_least_recently_used_unless_referenced(kernel: Kernel) -> None:
+    """The kernel's LRU lists (tests/kernel/test_lru.py replays this and more on Linux)."""
     m = new(kernel, MapType.LRU_HASH, 4, 4, 3)
     for i in range(3):
         m.update_elem_sys(u32(i), u32(i), ANY)

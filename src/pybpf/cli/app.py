@@ -33,11 +33,12 @@ _SUBCOMMANDS = (
 @click.option("-j", "--json", "json_", is_flag=True, help="JSON output (bpftool's field names).")
 @click.option("-p", "--pretty", is_flag=True, help="Pretty-printed JSON (implies -j).")
 @click.option("-d", "--debug", is_flag=True, help="Print full verifier logs and internal details.")
+@click.option("-f", "--bpffs", is_flag=True, help="Show pinned paths in 'show' listings (bpftool -f).")
 @click.version_option(package_name="pybpf")
 @click.pass_context
-def app(ctx: click.Context, json_: bool, pretty: bool, debug: bool) -> None:
+def app(ctx: click.Context, json_: bool, pretty: bool, debug: bool, bpffs: bool) -> None:
     """pybpf: the Linux eBPF subsystem in Python, with a bpftool-shaped command line."""
-    ctx.obj = Output(json=json_ or pretty, pretty=pretty, debug=debug)
+    ctx.obj = Output(json=json_ or pretty, pretty=pretty, debug=debug, bpffs=bpffs)
 
 
 for _name in _SUBCOMMANDS:

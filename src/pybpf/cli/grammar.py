@@ -18,8 +18,8 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from collections.abc import Iterator
-from typing import IO, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any, TypeVar
 
 import click
 
@@ -41,7 +41,10 @@ __all__ = [
     "parse_maps",
     "parse_prog",
     "parse_progs",
+    "print_show",
 ]
+
+_Obj = TypeVar("_Obj", Map, Program)
 
 BPF_OBJ_NAME_LEN = 16
 
@@ -89,10 +92,12 @@ class Args:
         return len(self.words) - self.pos
 
     def peek(self, n: int = 0) -> str | None:
+        """The next word, not consumed (None at the end)."""
         i = self.pos + n
         return self.words[i] if i < len(self.words) else None
 
     def next(self) -> str:
+        """Consume and return the next word (CliError when none is left)."""
         if self.pos >= len(self.words):
             raise CliError("expected more arguments")
         w = self.words[self.pos]
@@ -100,11 +105,13 @@ class Args:
         return w
 
     def rest(self) -> list[str]:
+        """Consume and return every remaining word."""
         out = self.words[self.pos:]
         self.pos = len(self.words)
         return out
 
     def accept(self, keyword: str) -> bool:
+        """Consume the next word if it is a prefix of ``keyword`` (bpftool's ``is_prefix``)."""
         if is_prefix(self.peek(), keyword):
             self.pos += 1
             return True
@@ -151,6 +158,7 @@ def parse_maps(args: Args, kernel: Kernel) -> list[Map]:
 
 
 def parse_map(args: Args, kernel: Kernel) -> Map:
+    """``map_parse_fd``: exactly one map (CliError when the handle names several)."""
     found = parse_maps(args, kernel)
     if len(found) > 1:
         raise CliError("several maps match this handle")
@@ -191,6 +199,7 @@ def parse_progs(args: Args, kernel: Kernel) -> list[Program]:
 
 
 def parse_prog(args: Args, kernel: Kernel) -> Program:
+    """``prog_parse_fd``: exactly one program (CliError when the handle names several)."""
     found = parse_progs(args, kernel)
     if len(found) > 1:
         raise CliError("several programs match this handle")
@@ -378,3 +387,26 @@ def _quote(s: str) -> str:
 
 def iter_words(words: tuple[str, ...]) -> Iterator[str]:
     yield from words
+
+
+def print_show(objs: Sequence[_Obj], *, kind: str, single: bool, pins: dict[tuple[str, int], list[str]] | None,
+               plain: Callable[[_Obj, list[str]], str],
+               as_json: Callable[[JsonWriter, _Obj, list[str] | None], None]) -> None:
+    """``do_show``'s output for maps or programs: one JSON object for a single named object, else an
+    array (``-j``), or one plain-text block each. ``pins`` (``-f``) maps (kind, id) to pinned paths;
+    None leaves the ``pinned`` field out."""
+    from pybpf.cli.output import get_output
+
+    out = get_output()
+    if out.json:
+        w = JsonWriter(sys.stdout, pretty=out.pretty)
+        if not single:
+            w.start_array()
+        for o in objs:
+            as_json(w, o, pins.get((kind, o.id), []) if pins is not None else None)
+        if not single:
+            w.end_array()
+        w.flush()
+        return
+    for o in objs:
+        click.echo(plain(o, (pins or {}).get((kind, o.id), [])))

@@ -40,11 +40,13 @@ from pybpf.cli.grammar import (
     parse_map,
     parse_maps,
     parse_prog,
+    print_show,
 )
 from pybpf.cli.output import get_output
 from pybpf.errors import BpfError
 from pybpf.kernel.btf_values import btf_decode
-from pybpf.kernel.maps.base import Map, MapAttrs, round_up
+from pybpf.kernel.engines import jit_available
+from pybpf.kernel.maps.base import OFF_OWNER_PROG_TYPE, Map, MapAttrs, round_up
 from pybpf.kernel.objects import Kernel, default_kernel
 from pybpf.uapi import MapType
 
@@ -78,6 +80,7 @@ def _memlock(m: Map) -> int:
 # -- show ----------------------------------------------------------------------------------------
 
 def show_map_plain(m: Map, pins: list[str]) -> str:
+    """``show_map_close_plain``: what ``bpftool map show`` prints for one map."""
     t = _type_name(m.map_type)
     head = f"{m.id}: " + (f"{t}  " if t else f"type {int(m.map_type)}  ")
     if m.name:
@@ -85,14 +88,10 @@ def show_map_plain(m: Map, pins: list[str]) -> str:
     head += f"flags 0x{m.map_flags:x}"
     lines = [head]
     second = f"\tkey {m.key_size}B  value {m.value_size}B  max_entries {m.max_entries}  memlock {_memlock(m)}B"
-    if m.map_type == MapType.PROG_ARRAY:
-        owner = m._u32(160)
-        if owner:
-            try:
-                ptype = uapi.bpftool_name(uapi.ProgType(owner - 1))
-            except ValueError:
-                ptype = str(owner - 1)
-            second += f"\n\towner_prog_type {ptype}  owner not jited"
+    owner = _owner_prog_type(m)
+    if owner is not None:
+        jited = "" if jit_available() else " not"
+        second += f"\n\towner_prog_type {owner}  owner{jited} jited"
     lines.append(second)
     lines.extend(f"\tpinned {p}" for p in pins)
     btf_id = _btf_id(m)
@@ -104,6 +103,20 @@ def show_map_plain(m: Map, pins: list[str]) -> str:
             parts.append("frozen")
         lines.append("\t" + "  ".join(parts))
     return "\n".join(lines)
+
+
+def _owner_prog_type(m: Map) -> str | int | None:
+    """A program array's owner program type (fdinfo's ``owner_prog_type``; set by the first program
+    that uses the array): bpftool's name for it, its number for a type without one, or None."""
+    if m.map_type != MapType.PROG_ARRAY:
+        return None
+    owner = m._u32(OFF_OWNER_PROG_TYPE)  # prog type + 1, 0 = no owner yet
+    if not owner:
+        return None
+    try:
+        return uapi.bpftool_name(uapi.ProgType(owner - 1))
+    except ValueError:
+        return owner - 1
 
 
 def _btf_id(m: Map) -> int:
@@ -127,13 +140,10 @@ def _show_json(w: JsonWriter, m: Map, pins: list[str] | None) -> None:
     w.field("bytes_value", m.value_size)
     w.field("max_entries", m.max_entries)
     w.field("bytes_memlock", _memlock(m))
-    if m.map_type == MapType.PROG_ARRAY and m._u32(160):
-        owner = m._u32(160) - 1
-        try:
-            w.field("owner_prog_type", uapi.bpftool_name(uapi.ProgType(owner)))
-        except ValueError:
-            w.field("owner_prog_type", owner)
-        w.field("owner_jited", False)
+    owner = _owner_prog_type(m)
+    if owner is not None:
+        w.field("owner_prog_type", owner)
+        w.field("owner_jited", jit_available())
     w.field("frozen", 1 if m.frozen else 0)
     if _btf_id(m):
         w.field("btf_id", _btf_id(m))
@@ -280,21 +290,9 @@ def show(words: tuple[str, ...] = (), bpffs: bool = False) -> None:
     maps = parse_maps(args, k) if args else list(k.iter_maps())
     if args:
         raise CliError(f"unknown arg {args.peek()}")
-    pins = k.pinned_paths() if bpffs else {}
-    out = get_output()
-    if out.json:
-        w = _writer()
-        single = bool(words) and len(maps) == 1
-        if not single:
-            w.start_array()
-        for m in maps:
-            _show_json(w, m, pins.get(("map", m.id), []) if bpffs else None)
-        if not single:
-            w.end_array()
-        w.flush()
-        return
-    for m in maps:
-        click.echo(show_map_plain(m, pins.get(("map", m.id), [])))
+    pins = k.pinned_paths() if bpffs or get_output().bpffs else None
+    print_show(maps, kind="map", single=bool(words) and len(maps) == 1, pins=pins, plain=show_map_plain,
+               as_json=_show_json)
 
 
 cli.add_command(show, name="list")
@@ -641,42 +639,34 @@ def _strerror(err: int) -> str:
     return "Unknown error 524" if err == 524 else os.strerror(err)
 
 
+def _take(words: tuple[str, ...], *, remove: bool) -> None:
+    """``do_peek`` / ``do_pop_dequeue``: print the head value (and remove it); an empty map is
+    bpftool's "Error: empty map" on stdout (``null`` in JSON) and exit status 255."""
+    k = _kernel()
+    m = parse_map(_args(words), k)
+    try:
+        value = m.lookup_and_delete_elem_sys(b"", 0) if remove else m.lookup_elem_sys(b"", 0)
+    except BpfError as e:
+        if e.errno == errno.ENOENT:
+            click.echo("null" if get_output().json else "Error: empty map")
+            raise click.exceptions.Exit(255) from None
+        what = "pop" if remove else "peek"
+        raise CliError(f"{what} failed: {os.strerror(e.errno or errno.EINVAL)}") from None
+    _print_key_value(m, None, value)
+
+
 @cli.command(context_settings=_CTX)
 @click.argument("words", nargs=-1, type=click.UNPROCESSED)
 def peek(words: tuple[str, ...]) -> None:
     """Print the value a pop would return, without removing it."""
-    k = _kernel()
-    m = parse_map(_args(words), k)
-    try:
-        value = m.lookup_elem_sys(b"", 0)
-    except BpfError as e:
-        if e.errno == errno.ENOENT:
-            if get_output().json:
-                click.echo("null")
-            else:
-                click.echo("Error: empty map")
-            raise click.exceptions.Exit(255) from None
-        raise CliError(f"peek failed: {os.strerror(e.errno or errno.EINVAL)}") from None
-    _print_key_value(m, None, value)
+    _take(words, remove=False)
 
 
 @cli.command(context_settings=_CTX)
 @click.argument("words", nargs=-1, type=click.UNPROCESSED)
 def pop(words: tuple[str, ...]) -> None:
     """Remove and print the next value of a queue or stack."""
-    k = _kernel()
-    m = parse_map(_args(words), k)
-    try:
-        value = m.lookup_and_delete_elem_sys(b"", 0)
-    except BpfError as e:
-        if e.errno == errno.ENOENT:
-            if get_output().json:
-                click.echo("null")
-            else:
-                click.echo("Error: empty map")
-            raise click.exceptions.Exit(255) from None
-        raise CliError(f"pop failed: {os.strerror(e.errno or errno.EINVAL)}") from None
-    _print_key_value(m, None, value)
+    _take(words, remove=True)
 
 
 cli.add_command(pop, name="dequeue")

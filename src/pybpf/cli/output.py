@@ -19,6 +19,8 @@ class Output:
     json: bool = False
     pretty: bool = False
     debug: bool = False
+    bpffs: bool = False
+    """bpftool's ``-f``: show where objects are pinned."""
 
     def emit(self, data: Any, text: str | None = None) -> None:
         """Write ``data`` as JSON in ``-j`` mode, else ``text`` (or ``str(data)``)."""
@@ -30,7 +32,7 @@ class Output:
     def error(self, message: str) -> None:
         """bpftool's error form: ``Error: ...`` on stderr; ``{"error": ...}`` on stdout in JSON mode."""
         if self.json:
-            click.echo(json.dumps({"error": message}))
+            click.echo(json.dumps({"error": message}, separators=(",", ":")))  # json_writer.c: no spaces
         else:
             click.echo(f"Error: {message}", err=True)
 

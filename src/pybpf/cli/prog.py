@@ -1,7 +1,7 @@
 """``pybpf prog``: bpftool's program commands over pybpf's kernel.
 
     pybpf prog { show | list } [PROG]
-    pybpf prog dump xlated PROG [{ file FILE | [opcodes] [linum] }]
+    pybpf prog dump { xlated | jited } PROG [{ file FILE | [opcodes] [linum] }]
     pybpf prog pin PROG FILE
     pybpf prog { load | loadall } OBJ PATH [type TYPE] [pinmaps MAP_DIR]
     pybpf prog run { PROG | OBJ [name NAME] } [data_in FILE [data_out FILE [data_size_out L]]]
@@ -33,13 +33,14 @@ from pybpf.cli.grammar import (
     is_prefix,
     parse_prog,
     parse_progs,
+    print_show,
 )
 from pybpf.cli.output import get_output
 from pybpf.errors import BpfError, NotSupportedError, PybpfError
 from pybpf.kernel.engines import ENGINES
 from pybpf.kernel.objects import Kernel, default_kernel
-from pybpf.kernel.program import Program
-from pybpf.kernel.test_run import test_run
+from pybpf.kernel.program import Program, internal_call_name
+from pybpf.kernel.test_run import output_errno, test_run
 from pybpf.uapi import ProgType
 
 __all__ = ["cli", "show_prog_plain"]
@@ -81,7 +82,8 @@ def _loaded_at(p: Program, *, json: bool) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(secs))
 
 
-def show_prog_plain(p: Program, pins: list[str]) -> str:
+def _show_header_plain(p: Program) -> str:
+    """``print_prog_header_plain``: id, type, name, tag, gpl, statistics."""
     t = _type_name(p)
     head = f"{p.id}: " + (f"{t}  " if t else f"type {p.image.prog_type}  ")
     if p.name:
@@ -91,10 +93,17 @@ def show_prog_plain(p: Program, pins: list[str]) -> str:
         head += "  gpl"
     if p.run_time_ns:
         head += f" run_time_ns {p.run_time_ns} run_cnt {p.run_cnt}"
-    lines = [head]
+    return head
+
+
+def show_prog_plain(p: Program, pins: list[str]) -> str:
+    """``print_prog_plain``: what ``bpftool prog show`` prints for one program."""
+    lines = [_show_header_plain(p)]
     if p.load_time:
         lines.append(f"\tloaded_at {_loaded_at(p, json=False)}  uid {p.image.created_by_uid}")
-    third = f"\txlated {p.xlated_len}B  not jited  memlock {_memlock(p)}B"
+    jited = p.jited_len
+    third = f"\txlated {p.xlated_len}B" + (f"  jited {jited}B" if jited else "  not jited")
+    third += f"  memlock {_memlock(p)}B"
     if p.used_maps:
         third += "  map_ids " + ",".join(str(i) for i in p.used_maps)
     lines.append(third)
@@ -104,8 +113,8 @@ def show_prog_plain(p: Program, pins: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _show_json(w: JsonWriter, p: Program, pins: list[str] | None) -> None:
-    w.start_object()
+def _show_json_header(w: JsonWriter, p: Program) -> None:
+    """``print_prog_header_json``."""
     w.field("id", p.id)
     t = _type_name(p)
     w.field("type", t if t else p.image.prog_type)
@@ -116,13 +125,22 @@ def _show_json(w: JsonWriter, p: Program, pins: list[str] | None) -> None:
     if p.run_time_ns:
         w.field("run_time_ns", p.run_time_ns)
         w.field("run_cnt", p.run_cnt)
+
+
+def _show_json(w: JsonWriter, p: Program, pins: list[str] | None) -> None:
+    """``print_prog_json``."""
+    w.start_object()
+    _show_json_header(w, p)
     if p.load_time:
         w.name("loaded_at")
         w.raw(_loaded_at(p, json=True))
         w.field("uid", p.image.created_by_uid)
     w.field("orphaned", False)
     w.field("bytes_xlated", p.xlated_len)
-    w.field("jited", False)
+    jited = p.jited_len
+    w.field("jited", bool(jited))
+    if jited:
+        w.field("bytes_jited", jited)
     w.field("bytes_memlock", _memlock(p))
     if p.used_maps:
         w.field("map_ids", list(p.used_maps))
@@ -152,20 +170,9 @@ def show(words: tuple[str, ...] = (), bpffs: bool = False) -> None:
     progs = parse_progs(args, k) if args else list(k.iter_progs())
     if args:
         raise CliError(f"unknown arg {args.peek()}")
-    pins = k.pinned_paths() if bpffs else {}
-    if get_output().json:
-        w = _writer()
-        single = bool(words) and len(progs) == 1
-        if not single:
-            w.start_array()
-        for p in progs:
-            _show_json(w, p, pins.get(("prog", p.id), []) if bpffs else None)
-        if not single:
-            w.end_array()
-        w.flush()
-        return
-    for p in progs:
-        click.echo(show_prog_plain(p, pins.get(("prog", p.id), [])))
+    pins = k.pinned_paths() if bpffs or get_output().bpffs else None
+    print_show(progs, kind="prog", single=bool(words) and len(progs) == 1, pins=pins, plain=show_prog_plain,
+               as_json=_show_json)
 
 
 cli.add_command(show, name="list")
@@ -174,45 +181,103 @@ cli.add_command(show, name="list")
 @cli.command(context_settings=_CTX)
 @click.argument("words", nargs=-1, type=click.UNPROCESSED)
 def dump(words: tuple[str, ...]) -> None:
-    """Dump the instructions of PROG (xlated; jited needs the JIT)."""
+    """Dump the instructions of PROG: xlated (after the verifier) or jited (x86-64 machine code)."""
     k = _kernel()
     args = Args(list(words))
     what = args.next() if args else ""
     if is_prefix(what, "jited"):
-        raise NotSupportedError("'prog dump jited' needs the x86-64 JIT's image, which pybpf does not keep yet")
-    if not is_prefix(what, "xlated"):
+        jited = True
+    elif is_prefix(what, "xlated"):
+        jited = False
+    else:
         raise CliError(f"expected 'xlated' or 'jited', got: {what}")
     if len(args) < 2:
         raise CliError("expected 'id', 'tag', 'name' or 'pinned' and a value")
-    p = parse_prog(args, k)
-    opcodes = linum = False
+    progs = parse_progs(args, k)
+    opcodes = linum = visual = False
     file: str | None = None
     while args:
         word = args.next()
         if is_prefix(word, "file"):
+            if not args:
+                raise CliError("expected file path")
+            if len(progs) > 1:
+                raise CliError("several programs matched")
             file = args.next()
         elif is_prefix(word, "opcodes"):
             opcodes = True
+        elif is_prefix(word, "visual"):
+            if len(progs) > 1:
+                raise CliError("several programs matched")
+            visual = True
         elif is_prefix(word, "linum"):
             linum = True
-        elif is_prefix(word, "visual"):
-            raise NotSupportedError("'visual' (DOT output) is not supported")
         else:
             raise CliError(f"expected no more arguments, 'file', 'opcodes', 'visual', 'linum', got: '{word}'?")
+    if file is not None and (opcodes or visual or linum):
+        raise CliError("'file' is not compatible with 'opcodes', 'visual', or 'linum'")
+    json = get_output().json
+    if json and visual:
+        raise CliError("'visual' is not compatible with JSON output")
+    if visual:
+        raise NotSupportedError("'visual' (DOT output) is not supported")
+    several = len(progs) > 1
+    w = _writer() if json else None
+    if w is not None and several:
+        w.start_array()
+    for i, p in enumerate(progs):
+        if w is not None and several:
+            w.start_object()
+            _show_json_header(w, p)
+            w.name("insns")
+        elif several:
+            click.echo(_show_header_plain(p))
+        _dump_one(w, p, jited=jited, file=file, opcodes=opcodes, linum=linum)
+        if w is not None and several:
+            w.end_object()
+        elif several and i != len(progs) - 1:
+            click.echo("")
+    if w is not None:
+        if several:
+            w.end_array()
+        w.flush()
+
+
+def _dump_one(w: JsonWriter | None, p: Program, *, jited: bool, file: str | None, opcodes: bool,
+              linum: bool) -> None:
+    """``prog_dump`` for one program: raw bytes to ``file``, else text (or JSON into ``w``)."""
+    image = base = None
+    if jited:
+        got = p.jit_image()
+        if got is None:
+            # bpftool's p_info (silent in JSON mode): the kernel returned no machine code
+            if w is None:
+                click.echo("no instructions returned", err=True)
+            raise SystemExit(255)
+        image, base = got
     if file is not None:
+        raw = image.code[:image.code_size] if image is not None else p.insns.encode()
         try:
-            Path(file).write_bytes(p.insns.encode())
+            Path(file).write_bytes(raw)
         except OSError as e:
             raise CliError(f"can't open file {file}: {e.strerror}") from None
-        if get_output().json:
-            click.echo("null")
+        if w is not None:
+            w.value(None)
         return
-    if get_output().json:
-        w = _writer()
+    if image is not None:
+        from pybpf.jit.dump import dump_jited, dump_jited_json
+
+        kw = {"name": p.name, "tag": p.tag.hex(), "base_address": base, "opcodes": opcodes, "linum": linum,
+              "show_insns": False, "call_name": internal_call_name}
+        if w is not None:
+            w.value(dump_jited_json(image, p.insns, **kw))
+        else:
+            sys.stdout.write(dump_jited(image, p.insns, **kw))
+        return
+    if w is not None:
         w.value(p.xlated_json(opcodes=opcodes, linum=linum))
-        w.flush()
-        return
-    sys.stdout.write(p.xlated_text(opcodes=opcodes, linum=linum))
+    else:
+        sys.stdout.write(p.xlated_text(opcodes=opcodes, linum=linum))
 
 
 @cli.command(context_settings=_CTX)
@@ -243,15 +308,14 @@ def _load(words: tuple[str, ...], *, all_progs: bool) -> None:
     obj = args.next()
     path = args.next()
     prog_type: int | None = None
+    attach_type: int | None = None
     pinmaps: str | None = None
     while args:
         word = args.next()
         if is_prefix(word, "type"):
-            tname = args.next()
-            try:
-                prog_type = int(uapi.from_bpftool_name(ProgType, tname.split("/")[0]))
-            except KeyError:
-                raise CliError(f"unrecognized program type: {tname}") from None
+            if prog_type is not None:
+                raise CliError("program type already specified")
+            prog_type, attach_type = _type_by_name(args.next())
         elif is_prefix(word, "pinmaps"):
             pinmaps = args.next()
         elif is_prefix(word, "map"):
@@ -260,7 +324,7 @@ def _load(words: tuple[str, ...], *, all_progs: bool) -> None:
             raise NotSupportedError(f"'{word}' is not supported: pybpf does not attach to devices")
         else:
             raise CliError(f"expected no more arguments, 'type', 'map' or 'dev', got: '{word}'?")
-    opts = LoadOptions(kernel=k, prog_type=prog_type, pin_maps=pinmaps)
+    opts = LoadOptions(kernel=k, prog_type=prog_type, expected_attach_type=attach_type, pin_maps=pinmaps)
     if not os.path.exists(obj):
         raise CliError(f"failed to open object file: {os.strerror(errno.ENOENT)}")
     coll = load(obj, opts)
@@ -281,6 +345,22 @@ def _load(words: tuple[str, ...], *, all_progs: bool) -> None:
         coll.close()
     if get_output().json:
         click.echo("null")
+
+
+def _type_by_name(name: str) -> tuple[int, int]:
+    """``libbpf_prog_type_by_name`` as bpftool's ``type T`` uses it: T as a section name, else
+    ``T/``; otherwise libbpf's debug lines on stderr and exit status 255 (bpftool prints no
+    ``Error:`` line for it)."""
+    from pybpf.elf.sections import SECTION_DEFS, find_sec_def
+
+    d = find_sec_def(name) or find_sec_def(name + "/")
+    if d is None:
+        click.echo(f"libbpf: failed to guess program type from ELF section '{name}/'", err=True)
+        click.echo("libbpf: supported section(type) names are:" + "".join(" " + x.pattern for x in SECTION_DEFS),
+                   err=True)
+        raise click.exceptions.Exit(255)
+    attach = d.expected_attach_type
+    return int(d.prog_type), int(attach) if attach is not None else 0
 
 
 @cli.command(context_settings=_CTX)
@@ -395,20 +475,23 @@ def _run(k: Kernel, prog: Program, args: Args, engine: str) -> None:
         ctx_size_out = DEFAULT_OUT_SIZE
     try:
         res = test_run(k, prog, data_in, ctx_in=ctx_in, repeat=repeat, engine=engine)
+        err = output_errno(res, data_size_out if data_in_f else None, ctx_size_out if ctx_in_f else None)
     except BpfError as e:
-        raise CliError(f"failed to run program: {os.strerror(e.errno or errno.EINVAL)}") from None
+        err = e.errno or errno.EINVAL
     except PybpfError as e:
         raise CliError(f"failed to run program: {e}") from None
+    if err:
+        # bpftool returns the syscall's -errno from do_run: that is its exit status
+        get_output().error(f"failed to run program: {_strerror(err)}")
+        raise click.exceptions.Exit(-err & 0xFF)
     json = get_output().json
     w = _writer() if json else None
     if w is not None:
         w.start_object()
-    data_out = res.data_out[:data_size_out] if data_size_out else b""
-    ctx_out = (res.ctx_out or b"")[:ctx_size_out] if ctx_size_out else b""
-    if data_out_f and data_out:
-        _print_output(w, data_out, data_out_f, "data_out")
-    if ctx_out_f and ctx_out:
-        _print_output(w, ctx_out, ctx_out_f, "ctx_out")
+    if data_out_f and res.data_out:
+        _print_output(w, res.data_out, data_out_f, "data_out")
+    if ctx_out_f and ctx_in_f and res.ctx_out:
+        _print_output(w, res.ctx_out, ctx_out_f, "ctx_out")
     if w is not None:
         w.field("retval", res.retval)
         w.field("duration", res.duration)
@@ -417,6 +500,10 @@ def _run(k: Kernel, prog: Program, args: Args, engine: str) -> None:
     else:
         avg = " (average)" if repeat > 1 else ""
         click.echo(f"Return value: {res.retval}, duration{avg}: {res.duration}ns")
+
+
+def _strerror(err: int) -> str:
+    return "Unknown error 524" if err == 524 else os.strerror(err)
 
 
 def _print_output(w: JsonWriter | None, data: bytes, fname: str, key: str) -> None:

@@ -96,6 +96,7 @@ class PacketSocket:
         self.send_errors = 0
 
     def fileno(self) -> int:
+        """The socket's fd (for select/poll)."""
         return self.sock.fileno()
 
     def recv_ready(self, limit: int) -> list[Frame]:
@@ -170,6 +171,8 @@ class SocketSink:
         return s
 
     def emit(self, data: bytes, *, ts_ns: int, ifindex: int) -> None:
+        """Transmit the frame on the socket of interface ``ifindex`` (counted; a send failure is counted, not
+        raised)."""
         s = self._socket(ifindex)
         if s is not None and s.send(data):
             self.count += 1
@@ -244,19 +247,12 @@ def attach_xdp(program: Any, ifname: str, *, engine: str = "interpreter", count:
     """Run an XDP program on the frames ``ifname`` receives (see the module docstring) until
     ``count`` frames were processed, ``timeout`` seconds passed, or Ctrl-C. ``on_ready`` is called
     once the socket is listening."""
-    devs = dict(devices) if devices is not None else system_devices()
-    with PacketSocket(ifname, promisc=promisc) as sock:
-        wire = SocketSink(devs, {sock.ifindex: sock})
-        pass_sink = PcapSink(pass_out) if isinstance(pass_out, str | os.PathLike) else pass_out
-        hook = XdpHook(program, engine=engine, devices=devs, pass_=pass_sink, tx=wire, redirect=wire,
+    def make(devs: dict[int, NetDevice], wire: SocketSink, pass_sink: FrameSink | None) -> XdpHook:
+        return XdpHook(program, engine=engine, devices=devs, pass_=pass_sink, tx=wire, redirect=wire,
                        batch_size=batch_size)
-        t0 = time.monotonic()
-        try:
-            done, why = _loop(sock, hook.run_batch, count=count, timeout=timeout, batch_size=batch_size,
-                              on_ready=on_ready)
-        finally:
-            hook.close()
-        return LiveResult(hook.stats, done, wire.count, wire.errors, time.monotonic() - t0, why)
+
+    return _serve(ifname, make, devices=devices, promisc=promisc, pass_out=pass_out, count=count, timeout=timeout,
+                  batch_size=batch_size, on_ready=on_ready)
 
 
 def attach_skb(program: Any, ifname: str, *, engine: str = "interpreter", count: int | None = None,
@@ -265,12 +261,25 @@ def attach_skb(program: Any, ifname: str, *, engine: str = "interpreter", count:
                batch_size: int = 64, on_ready: Callable[[], None] | None = None) -> LiveResult:
     """Run a tc or socket-filter program on the frames ``ifname`` receives: egress redirects are
     transmitted, accepted/passed frames can be recorded (``pass_out``)."""
+    def make(devs: dict[int, NetDevice], wire: SocketSink, pass_sink: FrameSink | None) -> SkbHook:
+        return SkbHook(program, engine=engine, devices=devs, pass_=pass_sink, redirect=wire, mark=mark,
+                       batch_size=batch_size)
+
+    return _serve(ifname, make, devices=devices, promisc=promisc, pass_out=pass_out, count=count, timeout=timeout,
+                  batch_size=batch_size, on_ready=on_ready)
+
+
+def _serve(ifname: str, make_hook: Callable[[dict[int, NetDevice], SocketSink, FrameSink | None], XdpHook | SkbHook],
+           *, devices: Mapping[int, NetDevice] | None, promisc: bool,
+           pass_out: str | os.PathLike[str] | FrameSink | None, count: int | None, timeout: float | None,
+           batch_size: int, on_ready: Callable[[], None] | None) -> LiveResult:
+    """What both attach functions do around their hook: open the interface's socket, make the hook
+    with the socket as the wire for transmitted frames, feed it until done, close it, count."""
     devs = dict(devices) if devices is not None else system_devices()
     with PacketSocket(ifname, promisc=promisc) as sock:
         wire = SocketSink(devs, {sock.ifindex: sock})
         pass_sink = PcapSink(pass_out) if isinstance(pass_out, str | os.PathLike) else pass_out
-        hook = SkbHook(program, engine=engine, devices=devs, pass_=pass_sink, redirect=wire, mark=mark,
-                       batch_size=batch_size)
+        hook = make_hook(devs, wire, pass_sink)
         t0 = time.monotonic()
         try:
             done, why = _loop(sock, hook.run_batch, count=count, timeout=timeout, batch_size=batch_size,

@@ -26,7 +26,8 @@ class FrameSink(Protocol):
     """Receives the frames of one output. ``ifindex`` is the device the frame leaves on (the
     ingress device for XDP_PASS/XDP_TX, the target for redirects)."""
 
-    def emit(self, data: bytes, *, ts_ns: int, ifindex: int) -> None: ...
+    def emit(self, data: bytes, *, ts_ns: int, ifindex: int) -> None:
+        """Deliver one frame (with its timestamp and the interface it leaves or arrived on)."""
 
     def close(self) -> None: ...
 
@@ -47,6 +48,7 @@ class CollectSink:
     frames: list[Emitted] = field(default_factory=list)
 
     def emit(self, data: bytes, *, ts_ns: int, ifindex: int) -> None:
+        """Keep the frame in memory."""
         self.frames.append(Emitted(bytes(data), ts_ns, ifindex))
 
     def close(self) -> None:
@@ -57,6 +59,7 @@ class CollectSink:
 
     @property
     def data(self) -> list[bytes]:
+        """The collected frames' bytes, in order."""
         return [f.data for f in self.frames]
 
 
@@ -70,9 +73,11 @@ class PcapSink:
 
     @property
     def path(self) -> str:
+        """The capture file written."""
         return self.writer.path
 
     def emit(self, data: bytes, *, ts_ns: int, ifindex: int) -> None:
+        """Append the frame to the capture file."""
         self.writer.write(data, ts_ns=ts_ns)
         self.count += 1
 
@@ -88,6 +93,7 @@ class PerDeviceSink:
         self.sinks: dict[int, FrameSink] = {}
 
     def emit(self, data: bytes, *, ts_ns: int, ifindex: int) -> None:
+        """Append the frame to the capture file of interface ``ifindex``."""
         sink = self.sinks.get(ifindex)
         if sink is None:
             sink = self.sinks[ifindex] = self.factory(ifindex)

@@ -15,7 +15,7 @@ exactly as received.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO
 
@@ -23,6 +23,7 @@ from pybpf.hooks.errors import HookError
 from pybpf.hooks.pcap import LINKTYPE_ETHERNET, PcapReader
 
 __all__ = [
+    "batched",
     "ETH_HLEN",
     "PACKET_BROADCAST",
     "PACKET_HOST",
@@ -64,6 +65,7 @@ class Frame:
 
     @property
     def length(self) -> int:
+        """The frame's length on the wire (``wire_len`` when the capture truncated it)."""
         return self.wire_len or len(self.data)
 
 
@@ -145,3 +147,16 @@ def vlan_insert(frame: bytes, tci: int, proto: int = ETH_P_8021Q) -> bytes:
     if len(frame) < 12:
         return frame
     return frame[:12] + proto.to_bytes(2, "big") + (tci & 0xFFFF).to_bytes(2, "big") + frame[12:]
+
+
+def batched(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
+    """``frames`` in lists of ``size`` (the last one shorter), lazily: what a hook hands its runner
+    at a time."""
+    batch: list[Frame] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -11,7 +11,8 @@ runs many frames in one native call plugs in without changing the hooks.
   in a 4 KiB frame, :class:`~pybpf.kernel.runenv.XdpState`) or the linear ``sk_buff``
   (:class:`~pybpf.kernel.runenv.SkbState`) from the runtime layouts of :mod:`pybpf.progtypes`, and
   the program runs on the engine asked for (``"interpreter"``, ``"translate"``, or the kernel
-  layer's ``"jit"`` engine).
+  layer's ``"jit"`` engine) through the kernel layer's run entry point
+  (:func:`pybpf.kernel.test_run.run_once`: its run lock, "CPU", statistics, spin-lock cleanup).
 * :class:`JitXdpRunner` runs a whole batch of XDP frames in one native call through the JIT's batch
   runner (the driver builds each context from the same runtime layout, in native memory).
 * :func:`xdp_runner` / :func:`skb_runner` pick the runner for an engine name: ``"jit"`` takes the
@@ -30,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pybpf.errors import NotSupportedError, PybpfError
 from pybpf.hooks.errors import HookError
 from pybpf.hooks.packet import ETH_HLEN, Frame
+from pybpf.kernel.runenv import INT_MAX
+from pybpf.kernel.test_run import run_once
 from pybpf.uapi import HelperId, ProgType
 
 if TYPE_CHECKING:
@@ -51,7 +54,6 @@ __all__ = [
     "xdp_runner",
 ]
 
-INT_MAX = 0x7FFFFFFF
 RUNNER_ENGINES = ("interpreter", "translate", "jit")
 BPF_F_XDP_HAS_FRAGS = 1 << 5
 SKB_SHARED_INFO = 320  # SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) on x86-64
@@ -77,6 +79,7 @@ class RedirectTarget:
 
     @classmethod
     def from_ri(cls, ri: Any) -> RedirectTarget:
+        """A frozen copy of a run's ``bpf_redirect_info``."""
         return cls(int(ri.tgt_index), int(ri.map_id), int(ri.map_type), int(ri.flags), getattr(ri, "map", None))
 
 
@@ -121,7 +124,9 @@ class XdpRunner(Protocol):
     program: Any
     engine: str
 
-    def run_xdp(self, frames: Sequence[Frame], *, egress_ifindex: int = 0) -> list[XdpRun]: ...
+    def run_xdp(self, frames: Sequence[Frame], *, egress_ifindex: int = 0) -> list[XdpRun]:
+        """Run the program once per frame; ``egress_ifindex`` is set for programs run on a devmap
+        entry."""
 
 
 class SkbRunner(Protocol):
@@ -130,7 +135,8 @@ class SkbRunner(Protocol):
     program: Any
     engine: str
 
-    def run_skb(self, inputs: Sequence[SkbInput]) -> list[SkbRun]: ...
+    def run_skb(self, inputs: Sequence[SkbInput]) -> list[SkbRun]:
+        """Run the program once per input."""
 
 
 def kernel_program(program: Any) -> Any:
@@ -147,17 +153,6 @@ def _annotate(e: PybpfError, number: int, program: Any) -> PybpfError:
 def _write_field(buf: bytearray, layout: Any, name: str, value: int) -> None:
     f = layout[name]
     buf[f.offset:f.offset + f.size] = (value & ((1 << (8 * f.size)) - 1)).to_bytes(f.size, "little")
-
-
-def _run_once(program: Program, engine: str, r1: int, env: Any, skb: Any = None) -> int:
-    """One run through the kernel layer's test-run loop (its run lock, "CPU", statistics and
-    spin-lock cleanup); returns the u32 return value."""
-    from pybpf.kernel.engines import kernel_space
-    from pybpf.kernel.test_run import _loop
-
-    kernel_space(program.kernel)  # creates the kernel's run lock on first use
-    retval, _ns = _loop(program.kernel, program, engine, r1, env, 1, skb)
-    return retval
 
 
 class KernelXdpRunner:
@@ -178,6 +173,7 @@ class KernelXdpRunner:
         self._page: Any = None  # the page-sized xdp_buff, reused frame after frame as a driver reuses pages
 
     def run_xdp(self, frames: Sequence[Frame], *, egress_ifindex: int = 0) -> list[XdpRun]:
+        """Each frame through the kernel layer's ``xdp_buff`` and run entry point, in order."""
         return [self._run_one(f, egress_ifindex) for f in frames]
 
     def close(self) -> None:
@@ -241,7 +237,7 @@ class KernelXdpRunner:
                 _write_field(state.ctx_buf, XDP_RUNTIME, "egress_ifindex", egress_ifindex)
             env = RunEnv(kernel=prog.kernel, prog=prog, cpu=prog.kernel.cpu, xdp=state)
             try:
-                r0 = _run_once(prog, self.engine, state.ctx_address, env)
+                r0 = run_once(prog, state.ctx_address, env, engine=self.engine)
             except PybpfError as e:
                 raise _annotate(e, frame.number, prog) from None
             data = bytes(state.buf[state.data:state.data_end]) + bytes(state.frags)
@@ -268,6 +264,7 @@ class KernelSkbRunner:
         self._direct = int(program.image.prog_type) in _DIRECT_SKB_TYPES
 
     def run_skb(self, inputs: Sequence[SkbInput]) -> list[SkbRun]:
+        """Each input through the kernel layer's ``sk_buff`` and run entry point, in order."""
         return [self._run_one(i) for i in inputs]
 
     def _run_one(self, inp: SkbInput) -> SkbRun:
@@ -289,7 +286,7 @@ class KernelSkbRunner:
             view = SkbView(state.data_address, state.len, network_offset=ETH_HLEN if inp.l2 else 0,
                            mac_offset=0 if inp.l2 else -ETH_HLEN)
             try:
-                r0 = _run_once(prog, self.engine, state.ctx_address, env, view)
+                r0 = run_once(prog, state.ctx_address, env, engine=self.engine, skb=view)
             except PybpfError as e:
                 raise _annotate(e, inp.number, prog) from None
             start = min(state.mac, state.data)
@@ -355,6 +352,8 @@ class JitXdpRunner:
         self._one_by_one = bool(calls & _REDIRECT_HELPERS)
 
     def run_xdp(self, frames: Sequence[Frame], *, egress_ifindex: int = 0) -> list[XdpRun]:
+        """Frames grouped by (ingress device, rx queue) into native batch calls (one by one when the program
+        redirects)."""
         out: list[XdpRun] = []
         i = 0
         while i < len(frames):

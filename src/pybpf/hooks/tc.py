@@ -42,7 +42,16 @@ from typing import IO, Any
 from pybpf.hooks.devices import NetDevice, system_devices
 from pybpf.hooks.errors import HookError
 from pybpf.hooks.outputs import FrameSink, PcapSink, PerDeviceSink, redirect_dir_sink
-from pybpf.hooks.packet import ETH_HLEN, EthInfo, Frame, eth_type_trans, frames_from_pcap, vlan_insert, vlan_untag
+from pybpf.hooks.packet import (
+    ETH_HLEN,
+    EthInfo,
+    Frame,
+    batched,
+    eth_type_trans,
+    frames_from_pcap,
+    vlan_insert,
+    vlan_untag,
+)
 from pybpf.hooks.pcap import PcapFormat
 from pybpf.hooks.runners import SkbInput, SkbRun, SkbRunner, kernel_program, skb_runner
 from pybpf.uapi import ProgType
@@ -68,6 +77,7 @@ class TcAction(IntEnum):
 
     @property
     def c_name(self) -> str:
+        """The action's name in C (``TC_ACT_OK``...)."""
         return f"TC_ACT_{self.name}"
 
 
@@ -232,13 +242,7 @@ class SkbHook:
     # -- running ---------------------------------------------------------------------------------------------
     def process(self, frames: Iterable[Frame]) -> Iterator[SkbOutcome]:
         """Run every frame, deliver it and yield what became of it (lazily)."""
-        batch: list[Frame] = []
-        for frame in frames:
-            batch.append(frame)
-            if len(batch) >= self.batch_size:
-                yield from self.run_batch(batch)
-                batch = []
-        if batch:
+        for batch in batched(frames, self.batch_size):
             yield from self.run_batch(batch)
 
     def run(self, frames: Iterable[Frame]) -> SkbStats:

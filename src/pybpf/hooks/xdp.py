@@ -50,7 +50,7 @@ from pybpf.errors import BpfError, NotSupportedError
 from pybpf.hooks.devices import NetDevice, system_devices, xdp_ok_fwd_dev
 from pybpf.hooks.errors import HookError
 from pybpf.hooks.outputs import FrameSink, PcapSink, redirect_dir_sink
-from pybpf.hooks.packet import ETH_HLEN, Frame, frames_from_pcap
+from pybpf.hooks.packet import ETH_HLEN, Frame, batched, frames_from_pcap
 from pybpf.hooks.pcap import PcapFormat
 from pybpf.hooks.runners import INT_MAX, XdpRun, XdpRunner, kernel_program, xdp_runner
 from pybpf.uapi import MapType, ProgType
@@ -73,6 +73,7 @@ class XdpAction(IntEnum):
 
     @property
     def c_name(self) -> str:
+        """The action's name in C (``XDP_PASS``...)."""
         return f"XDP_{self.name}"
 
 
@@ -196,13 +197,7 @@ class XdpHook:
     # -- running ---------------------------------------------------------------------------------
     def process(self, frames: Iterable[Frame]) -> Iterator[XdpOutcome]:
         """Run every frame, deliver it to its output and yield what became of it (lazily)."""
-        batch: list[Frame] = []
-        for frame in frames:
-            batch.append(frame)
-            if len(batch) >= self.batch_size:
-                yield from self.run_batch(batch)
-                batch = []
-        if batch:
+        for batch in batched(frames, self.batch_size):
             yield from self.run_batch(batch)
 
     def run(self, frames: Iterable[Frame]) -> XdpStats:

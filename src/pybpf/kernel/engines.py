@@ -18,13 +18,23 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING, Any
 
-from pybpf.errors import NotSupportedError
+from pybpf.errors import NotSupportedError, PybpfError
 from pybpf.vm import AddressSpace, HelperTable, Interpreter, RegionKind, SkbView, TranslatedProgram
 
 if TYPE_CHECKING:
     from pybpf.kernel.program import Program
 
-__all__ = ["ENGINES", "NativeSpace", "Runner", "kernel_space", "native_space", "prepare"]
+__all__ = [
+    "ENGINES",
+    "NativeSpace",
+    "Runner",
+    "jit_available",
+    "jit_image",
+    "kernel_space",
+    "native_space",
+    "prepare",
+    "run_lock",
+]
 
 ENGINES = ("interpreter", "translate", "jit")
 
@@ -41,6 +51,14 @@ def kernel_space(kernel: Any) -> AddressSpace:
             kernel._space = space
             kernel._run_lock = threading.RLock()
         return space
+
+
+def run_lock(kernel: Any) -> threading.RLock:
+    """The lock every run of ``kernel``'s programs holds: one run at a time per address space (the
+    vm's spaces are not thread-safe) and a stable ``kernel.cpu`` for the run."""
+    kernel_space(kernel)
+    lock: threading.RLock = kernel._run_lock
+    return lock
 
 
 class Runner:
@@ -84,9 +102,9 @@ def prepare(program: Program, engine: str = "interpreter") -> Runner:
 def _jit(program: Program, helpers: HelperTable) -> Any:
     """The JIT adapter: :func:`pybpf.jit.prepare` with the kernel's helpers; helpers reach maps
     through a :class:`NativeSpace` (real addresses instead of vm regions)."""
-    import platform
+    if not jit_available():
+        import platform
 
-    if platform.machine().lower() not in ("x86_64", "amd64"):
         raise NotSupportedError("the JIT emits x86-64 code; this machine is " + platform.machine())
     try:
         from pybpf import jit
@@ -97,6 +115,39 @@ def _jit(program: Program, helpers: HelperTable) -> Any:
     impl = jit.prepare(program, helpers=helpers, exit_exceptions=(ProgramExit,))
     impl.context.space = native_space(program.kernel)
     return impl
+
+
+def jit_available() -> bool:
+    """Whether this machine can run the x86-64 JIT's code (what ``owner_jited`` and friends say)."""
+    import platform
+
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def jit_image(program: Program) -> tuple[Any, int] | None:
+    """The x86-64 JIT's image of ``program`` and the address it is mapped at (0 when it is not
+    mapped), for ``prog dump jited`` and the ``jited`` size of ``prog show`` — Linux JITs every
+    program at load time on x86-64, pybpf when it first runs on the JIT, or here, inertly, on demand.
+    None where the JIT cannot compile this program (another architecture, a refusal)."""
+    runner = program._runners.get("jit")
+    impl = getattr(runner, "impl", None)
+    image = getattr(impl, "image", None)
+    if image is not None:
+        entry = getattr(impl, "entry_address", None)
+        base = entry - image.main_entry if isinstance(entry, int) else 0
+        return image, base
+    if not jit_available():
+        return None
+    try:
+        from pybpf.jit import compile_program
+        from pybpf.jit.program import helper_table_from_vm
+    except ImportError:  # pragma: no cover - the jit package ships with pybpf
+        return None
+    try:
+        image = compile_program(program.insns, helpers=helper_table_from_vm(_helpers_for(program)), verified=True)
+    except PybpfError:
+        return None
+    return image, 0
 
 
 class _NativeRegion:
@@ -133,15 +184,18 @@ class NativeSpace:
         return [r() for r in list(self.kernel._by_id.values()) if r() is not None and r().kind == "map"]
 
     def map_at(self, address: int) -> Any:
+        """The map whose storage starts at ``address`` (a map pointer), or None."""
         for m in self._maps():
             if m.base == address:
                 return m
         return None
 
     def map_region(self, map_id: int, storage: Any, owner: Any, name: str = "") -> _NativeRegion:
+        """The map's storage as a region at its real address."""
         return _NativeRegion(storage, RegionKind.MAP, name, 0, len(storage), owner, base=owner.base)
 
     def find(self, address: int) -> _NativeRegion | None:
+        """The region (map storage or added buffer) holding ``address``, or None."""
         for m in self._maps():
             if m.base <= address < m.base + m.mapping.size:
                 return self.map_region(m.id, m.storage, m)
@@ -152,20 +206,24 @@ class NativeSpace:
 
     def add(self, buffer: Any, kind: RegionKind = RegionKind.MEM, name: str = "", *, start: int = 0,
             end: int | None = None, writable: bool | None = None, owner: object = None) -> _NativeRegion:
+        """Register a buffer at its real address (test-run packets and contexts)."""
         r = _NativeRegion(buffer, kind, name, start, len(buffer) if end is None else end, owner)
         self._regions.append(r)
         return r
 
     def resize(self, region: _NativeRegion, start: int | None = None, end: int | None = None) -> None:
+        """Move a region's valid window (XDP head/tail adjustments)."""
         region.start = region.start if start is None else start
         region.end = region.end if end is None else end
 
     def remove(self, region: _NativeRegion) -> None:
+        """Forget a region added with :meth:`add`."""
         with contextlib.suppress(ValueError):
             self._regions.remove(region)
 
 
 def native_space(kernel: Any) -> NativeSpace:
+    """The :class:`NativeSpace` of ``kernel`` (created on first use, with the run lock)."""
     space = getattr(kernel, "_native_space", None)
     if space is None:
         kernel_space(kernel)  # also creates the run lock

@@ -49,6 +49,9 @@ __all__ = ["Kernel", "check_obj_name", "default_kernel", "file_flags_for", "poss
 O_ACCMODE = os.O_ACCMODE if hasattr(os, "O_ACCMODE") else 3
 
 
+_FD_MAX = 0x7FFFFFFF  # fds are C ints
+
+
 def possible_cpus() -> int:
     """``num_possible_cpus()`` as libbpf reads it (``/sys/devices/system/cpu/possible``)."""
     try:
@@ -125,6 +128,7 @@ class Kernel:
 
     @property
     def root(self) -> Path:
+        """The bpffs-like directory this kernel keeps its objects and pins in."""
         return self.fs.root
 
     # -- fds --------------------------------------------------------------------------------
@@ -141,6 +145,8 @@ class Kernel:
 
     def close(self, fd: int) -> None:
         """Close a bpf object fd (``close(2)``): the object lives on while referenced."""
+        if not 0 <= fd <= _FD_MAX:
+            raise BpfError(errno.EBADF)
         with self._lock:
             self._fds.pop(fd, None)
         try:
@@ -149,6 +155,7 @@ class Kernel:
             raise BpfError(e.errno or errno.EBADF) from None
 
     def dup(self, fd: int) -> int:
+        """``dup(2)`` of a bpf object fd, remembered like any other."""
         obj = self._resolve_fd(fd)
         newfd = os.dup(fd)
         st = os.fstat(newfd)
@@ -158,7 +165,7 @@ class Kernel:
 
     def _resolve_fd(self, fd: int) -> Map | Program:
         """The object behind ``fd``: EBADF for a closed fd, EINVAL for a non-bpf file."""
-        if fd < 0:
+        if not 0 <= fd <= _FD_MAX:  # fdget() of an fd beyond any fd table
             raise BpfError(errno.EBADF)
         try:
             st = os.fstat(fd)
@@ -178,6 +185,9 @@ class Kernel:
         return obj
 
     def fd_mode(self, fd: int) -> int:
+        """The fd's access mode (O_RDONLY / O_WRONLY / O_RDWR): what ``BPF_F_RDONLY`` / ``WRONLY`` opens give."""
+        if not 0 <= fd <= _FD_MAX:
+            raise BpfError(errno.EBADF)
         try:
             return fcntl.fcntl(fd, fcntl.F_GETFL) & O_ACCMODE
         except OSError:
@@ -300,10 +310,12 @@ class Kernel:
         return self._instantiate(path, head, key)
 
     def map_by_id(self, map_id: int) -> Map | None:
+        """The live map with this id (any process's), or None."""
         obj = self._object_by_id(KIND_MAP, map_id)
         return obj if isinstance(obj, Map) else None
 
     def prog_by_id(self, prog_id: int) -> Program | None:
+        """The live program with this id (any process's), or None."""
         obj = self._object_by_id(KIND_PROG, prog_id)
         return obj if isinstance(obj, Program) else None
 
@@ -461,6 +473,7 @@ class Kernel:
         raise BpfError(errno.ENOENT)
 
     def map_get_fd_by_id(self, map_id: int, open_flags: int = 0) -> int:
+        """``BPF_MAP_GET_FD_BY_ID``: a new fd; ENOENT for an id no live map has."""
         mode = file_flags_for(open_flags)
         m = self.map_by_id(map_id) if map_id else None
         if m is None:
@@ -468,6 +481,7 @@ class Kernel:
         return self._new_fd(m, mode)
 
     def prog_get_fd_by_id(self, prog_id: int) -> int:
+        """``BPF_PROG_GET_FD_BY_ID``: a new fd; ENOENT for an id no live program has."""
         p = self.prog_by_id(prog_id) if prog_id else None
         if p is None:
             raise BpfError(errno.ENOENT)
@@ -548,14 +562,18 @@ class Kernel:
 
     # -- references held by objects ----------------------------------------------------------------
     def hold(self, holder: Map | Program, slot: str, target: Map | Program) -> None:
+        """Make ``holder`` keep ``target`` alive (a program's map, an outer map's inner map, a program array's
+        program): a link in the bpffs root."""
         self.fs.add_ref(f"{holder.kind}-{holder.id}", slot, target.path)
 
     def release(self, holder: Map | Program, slot: str) -> None:
+        """Drop the reference ``holder`` kept under ``slot``."""
         self.fs.drop_ref(f"{holder.kind}-{holder.id}", slot)
 
     # -- trace pipe ----------------------------------------------------------------------------
     @property
     def trace(self) -> Any:
+        """The trace pipe ``bpf_trace_printk`` writes to (shared by the processes using this root)."""
         if self._trace is None:
             from pybpf.kernel.helpers.trace import TracePipe
 

@@ -98,6 +98,9 @@ class LoadAttrs:
 
 @dataclass(slots=True)
 class LoadResult:
+    """What ``BPF_PROG_LOAD`` produced: the program object (no fd yet), the verifier's log and how
+    many instructions it verified."""
+
     program: Program
     log: str = ""
     verified_insns: int = 0

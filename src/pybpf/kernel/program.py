@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pybpf.kernel.maps.base import Map
     from pybpf.kernel.objects import Kernel
 
-__all__ = ["PROG_HEADER", "Program", "ProgramImage", "license_is_gpl_compatible", "prog_tag"]
+__all__ = ["PROG_HEADER", "Program", "ProgramImage", "internal_call_name", "license_is_gpl_compatible", "prog_tag"]
 
 PROG_MAGIC = 0x46504250
 PROG_KIND_BYTE = 2
@@ -201,6 +201,7 @@ class Program:
         self.mapping = mapping
         self.path = path
         self._runners: dict[str, Any] = {}
+        self._jit_image: tuple[Any, int] | None = None
         self.verifier_log = ""
 
     # -- attributes in the kernel's words ---------------------------------------------------
@@ -253,12 +254,12 @@ class Program:
         internal functions the verifier patched in."""
         from pybpf.isa.disasm import bpftool_callbacks, dump_xlated
 
-        return dump_xlated(self.insns, opcodes=opcodes, linum=linum, cbs=bpftool_callbacks(_internal_name))
+        return dump_xlated(self.insns, opcodes=opcodes, linum=linum, cbs=bpftool_callbacks(internal_call_name))
 
     def xlated_json(self, *, opcodes: bool = False, linum: bool = False) -> list[dict[str, Any]]:
         from pybpf.isa.disasm import bpftool_callbacks, dump_xlated_json
 
-        return dump_xlated_json(self.insns, opcodes=opcodes, linum=linum, cbs=bpftool_callbacks(_internal_name))
+        return dump_xlated_json(self.insns, opcodes=opcodes, linum=linum, cbs=bpftool_callbacks(internal_call_name))
 
     # -- execution ---------------------------------------------------------------------------
     def runner(self, engine: str = "interpreter") -> Any:
@@ -270,6 +271,22 @@ class Program:
             r = prepare(self, engine)
             self._runners[engine] = r
         return r
+
+    def jit_image(self) -> tuple[Any, int] | None:
+        """(JIT image, address it is mapped at or 0) — see :func:`pybpf.kernel.engines.jit_image`;
+        compiled once per program object."""
+        if self._jit_image is None or ("jit" in self._runners and self._jit_image[1] == 0):
+            from pybpf.kernel.engines import jit_image
+
+            got = jit_image(self)
+            self._jit_image = got if got is not None else (None, 0)
+        return None if self._jit_image[0] is None else self._jit_image
+
+    @property
+    def jited_len(self) -> int:
+        """``jited_prog_len``: bytes of machine code (0 where the JIT cannot compile the program)."""
+        got = self.jit_image()
+        return int(got[0].code_size) if got is not None else 0
 
     # -- statistics (``bpf_prog_stats``), kept in the shared storage header -------------------------
     @property
@@ -294,7 +311,9 @@ class Program:
         return f"<Program id={self.id} name={self.name!r} type={self.type_name()} insns={len(self.insns)}>"
 
 
-def _internal_name(insn: Insn) -> str | None:
+def internal_call_name(insn: Insn) -> str | None:
+    """The name of the internal function (contract 2) a ``call`` instruction targets, else None:
+    what dumps print where the verifier patched a helper call into a direct call."""
     if insn.code != 0x85 or insn.src != 0:
         return None
     from pybpf.progtypes.internal import by_id, is_internal

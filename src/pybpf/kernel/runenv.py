@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from pybpf.kernel.objects import Kernel
     from pybpf.kernel.program import Program
 
-__all__ = ["RedirectInfo", "RunEnv", "SkbState", "XdpState"]
+__all__ = ["RedirectInfo", "RunEnv", "SkbState", "XdpState", "metalen_invalid"]
 
 PAGE_SIZE = 4096
 XDP_PACKET_HEADROOM = 256
@@ -28,14 +28,27 @@ SKB_SHARED_INFO = 320  # SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) on x86-6
 NET_SKB_PAD = 64
 ETH_HLEN = 14
 INT_MAX = 0x7FFFFFFF
+XDP_META_MAX = 255  # type_max(skb_shared_info.meta_len), a u8
+
+
+def metalen_invalid(metalen: int) -> bool:
+    """``xdp_metalen_invalid``: XDP metadata is whole u32s, at most what ``meta_len`` can hold."""
+    return bool(metalen & 3) or metalen > XDP_META_MAX
+
 
 
 @dataclass(slots=True)
 class RedirectInfo:
-    """``struct bpf_redirect_info``: what ``bpf_redirect`` / ``bpf_redirect_map`` decided."""
+    """``struct bpf_redirect_info``: what ``bpf_redirect`` / ``bpf_redirect_map`` decided.
+
+    It starts zeroed, as the kernel's per-context copy does (``bpf_net_ctx_get_ri``): ``map_id`` 0
+    and ``map_type`` UNSPEC mean no redirect helper ran, so a bare ``return XDP_REDIRECT`` fails
+    with ``-EBADRQC`` in ``xdp_do_generic_redirect``. ``bpf_redirect`` sets ``map_id = INT_MAX``
+    (an id the map idr never hands out) to mean "to the device ``tgt_index``".
+    """
 
     tgt_index: int = 0
-    map_id: int = INT_MAX
+    map_id: int = 0
     map_type: int = 0
     flags: int = 0
     map: Any = None
@@ -84,6 +97,7 @@ class XdpState:
 
     @property
     def ctx_address(self) -> int:
+        """The runtime context's address: what r1 holds when the program starts."""
         return self.ctx_region.address()
 
     def packet(self) -> bytes:
@@ -127,17 +141,21 @@ class SkbState:
 
     @property
     def ctx_address(self) -> int:
+        """The runtime context's address: what r1 holds when the program starts."""
         return self.ctx_region.address()
 
     @property
     def data_address(self) -> int:
+        """The address of ``skb->data`` (LD_ABS/LD_IND read from here)."""
         return self.region.base + self.data
 
     def field(self, name: str) -> int:
+        """A scalar field of the runtime context (``SKB_RUNTIME``), as the program left it."""
         f = SKB_RUNTIME[name]
         return int.from_bytes(self.ctx_buf[f.offset:f.offset + f.size], "little")
 
     def set_field(self, name: str, value: int) -> None:
+        """Set a scalar field of the runtime context."""
         f = SKB_RUNTIME[name]
         self.ctx_buf[f.offset:f.offset + f.size] = (value & ((1 << (8 * f.size)) - 1)).to_bytes(f.size, "little")
 
@@ -167,4 +185,5 @@ class RunEnv:
 
     @property
     def prog_type(self) -> int:
+        """The running program's type (helpers whose behaviour depends on it, e.g. ``bpf_redirect``)."""
         return int(self.prog.image.prog_type) if self.prog is not None else 0

@@ -338,14 +338,22 @@ def _elem_flags_ok(m: Any, elem_flags: int) -> None:
         raise BpfError(errno.EINVAL)
 
 
-def _generic_lookup_batch(c: _Call, m: Any) -> int:
+def _batch_begin(c: _Call, m: Any) -> int:
+    """What every batch op starts with: the element flags checked, ``count`` read (the most
+    elements to handle; 0 = nothing to do) and the output ``count`` zeroed."""
     b = c.attr.batch
     _elem_flags_ok(m, b.elem_flags)
-    vsize = m.value_size_sys
-    max_count = b.count
+    if b.count:
+        c.put(_BATCH_COUNT_OFF, _u32(0))
+    return int(b.count)
+
+
+def _generic_lookup_batch(c: _Call, m: Any) -> int:
+    b = c.attr.batch
+    max_count = _batch_begin(c, m)
     if not max_count:
         return 0
-    c.put(_BATCH_COUNT_OFF, _u32(0))
+    vsize = m.value_size_sys
     prev = _copy_in(b.in_batch, m.key_size) if b.in_batch else None
     cp = 0
     err = 0
@@ -376,12 +384,10 @@ def _generic_lookup_batch(c: _Call, m: Any) -> int:
 
 def _generic_update_batch(c: _Call, m: Any) -> int:
     b = c.attr.batch
-    _elem_flags_ok(m, b.elem_flags)
-    vsize = m.value_size_sys
-    max_count = b.count
+    max_count = _batch_begin(c, m)
     if not max_count:
         return 0
-    c.put(_BATCH_COUNT_OFF, _u32(0))
+    vsize = m.value_size_sys
     cp = 0
     try:
         while cp < max_count:
@@ -396,11 +402,9 @@ def _generic_update_batch(c: _Call, m: Any) -> int:
 
 def _generic_delete_batch(c: _Call, m: Any) -> int:
     b = c.attr.batch
-    _elem_flags_ok(m, b.elem_flags)
-    max_count = b.count
+    max_count = _batch_begin(c, m)
     if not max_count:
         return 0
-    c.put(_BATCH_COUNT_OFF, _u32(0))
     cp = 0
     try:
         while cp < max_count:

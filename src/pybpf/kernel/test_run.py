@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from pybpf.errors import ENOTSUPP, BpfError, NotSupportedError
 from pybpf.kernel import native
-from pybpf.kernel.engines import kernel_space, native_space
+from pybpf.kernel.engines import kernel_space, native_space, run_lock
 from pybpf.kernel.runenv import (
     ETH_HLEN,
     NET_SKB_PAD,
@@ -42,6 +42,7 @@ from pybpf.kernel.runenv import (
     RunEnv,
     SkbState,
     XdpState,
+    metalen_invalid,
 )
 from pybpf.progtypes import SK_BUFF, SKB_RUNTIME, XDP_MD, descriptor
 from pybpf.uapi import AttachType, ProgType
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from pybpf.kernel.objects import Kernel
     from pybpf.kernel.program import Program
 
-__all__ = ["TestRunResult", "test_run", "test_run_attr"]
+__all__ = ["TestRunResult", "bpf_test_run", "output_errno", "run_once", "test_run", "test_run_attr"]
 
 BPF_F_TEST_RUN_ON_CPU = 1
 BPF_F_TEST_XDP_LIVE_FRAMES = 2
@@ -63,6 +64,7 @@ ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 AF_INET, AF_INET6 = 2, 10
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 1, 2, 3
 MAX_BPF_FUNC_ARGS = 12
+MAX_SKB_FRAGS = 17  # CONFIG_MAX_SKB_FRAGS' default
 
 
 @dataclass(slots=True)
@@ -78,9 +80,12 @@ class TestRunResult:
     repeat: int = 1
     trace: list[str] = field(default_factory=list)
     redirect: RedirectInfo = field(default_factory=RedirectInfo)
+    frags_size: int = 0
+    """Bytes at the end of ``data_out`` that sat in fragments (XDP frames beyond one page)."""
 
     @property
     def data_size_out(self) -> int:
+        """``test.data_size_out``: the packet's full length after the run."""
         return len(self.data_out)
 
 
@@ -160,13 +165,21 @@ def test_run(
 test_run.__test__ = False  # type: ignore[attr-defined]  # not a pytest test function
 
 
-def _loop(kernel: Kernel, prog: Program, engine: str, r1: int, env: RunEnv, repeat: int,
-          skb: SkbView | None = None) -> tuple[int, int]:
-    """``bpf_test_run``: run ``repeat`` times; (last retval as u32, mean duration in ns)."""
+def bpf_test_run(prog: Program, r1: int, env: RunEnv, *, engine: str = "interpreter", repeat: int = 1,
+                 skb: SkbView | None = None) -> tuple[int, int]:
+    """``bpf_test_run``: run ``prog`` ``repeat`` times (0 means once) on the context at ``r1``, as
+    ``BPF_PROG_TEST_RUN`` and the hooks do; returns (last retval as u32, mean duration in ns).
+
+    This is the kernel layer's one entry point for executing a loaded program on a context someone
+    built (:class:`~pybpf.kernel.runenv.XdpState`, :class:`~pybpf.kernel.runenv.SkbState`, raw
+    memory): it holds the kernel's run lock (one run at a time per address space), runs on
+    ``env.cpu`` (what ``bpf_get_smp_processor_id`` and per-CPU maps see), releases any spin lock a
+    faulting program left taken, and counts the runs in the program's statistics.
+    """
+    kernel = prog.kernel
     runner = prog.runner(engine)
     n = repeat or 1
-    lock = kernel._run_lock  # type: ignore[attr-defined]
-    with lock:
+    with run_lock(kernel):
         saved_cpu = kernel.cpu
         kernel.cpu = env.cpu
         try:
@@ -183,6 +196,11 @@ def _loop(kernel: Kernel, prog: Program, engine: str, r1: int, env: RunEnv, repe
             env.locked.clear()
     prog.account(spent, n)
     return r0 & U32_MAX, min(spent // n, U32_MAX)
+
+
+def run_once(prog: Program, r1: int, env: RunEnv, *, engine: str = "interpreter", skb: SkbView | None = None) -> int:
+    """One run of ``prog`` on the context at ``r1`` (see :func:`bpf_test_run`); the u32 return value."""
+    return bpf_test_run(prog, r1, env, engine=engine, skb=skb)[0]
 
 
 # -- XDP ---------------------------------------------------------------------------------------------
@@ -208,7 +226,7 @@ def _run_xdp(kernel: Kernel, prog: Program, data_in: bytes, ctx_in: bytes | None
         if md["data_meta"] or md["data_end"] > size_in or md["data"] > md["data_end"]:
             raise BpfError(errno.EINVAL)
         meta_sz = md["data"]
-        if meta_sz & 3 or meta_sz > 32 or meta_sz > headroom - XDP_FRAME_SIZE:
+        if metalen_invalid(meta_sz) or meta_sz > headroom - XDP_FRAME_SIZE:
             raise BpfError(errno.EINVAL)
         headroom -= meta_sz
         linear = md["data_end"]
@@ -232,12 +250,14 @@ def _run_xdp(kernel: Kernel, prog: Program, data_in: bytes, ctx_in: bytes | None
         else:
             ingress = 1
     space = native_space(kernel) if engine == "jit" else kernel_space(kernel)
+    if len(data_in) - linear > MAX_SKB_FRAGS * PAGE_SIZE:
+        raise BpfError(errno.ENOMEM)  # one page per fragment, at most MAX_SKB_FRAGS of them
     x = XdpState(space, data_in[:linear], headroom=headroom, meta_len=meta_sz, ingress_ifindex=ingress,
                  rx_queue_index=rxq)
     x.frags = data_in[linear:]
     env = RunEnv(kernel, prog, cpu=cpu, xdp=x)
     try:
-        retval, duration = _loop(kernel, prog, engine, x.ctx_address, env, repeat)
+        retval, duration = bpf_test_run(prog, x.ctx_address, env, engine=engine, repeat=repeat)
         out = x.packet()
         ctx_out = None
         if md is not None:
@@ -250,7 +270,7 @@ def _run_xdp(kernel: Kernel, prog: Program, data_in: bytes, ctx_in: bytes | None
             ctx_out = bytes(buf)
     finally:
         x.close()
-    return TestRunResult(retval, duration, out, ctx_out, repeat or 1, env.trace, env.ri)
+    return TestRunResult(retval, duration, out, ctx_out, repeat or 1, env.trace, env.ri, frags_size=len(x.frags))
 
 
 # -- skb ----------------------------------------------------------------------------------------------
@@ -359,7 +379,7 @@ def _run_skb(kernel: Kernel, prog: Program, data_in: bytes, ctx_in: bytes | None
                    network_offset=0 if not is_l2 else ETH_HLEN, mac_offset=-ETH_HLEN if not is_l2 else 0)
     env = RunEnv(kernel, prog, skb=s)
     try:
-        retval, duration = _loop(kernel, prog, engine, s.ctx_address, env, repeat, view)
+        retval, duration = bpf_test_run(prog, s.ctx_address, env, engine=engine, repeat=repeat, skb=view)
         if direct:
             s.sync()
         out = s.packet()
@@ -401,7 +421,7 @@ def _run_raw_tp(kernel: Kernel, prog: Program, data_in: bytes, ctx_in: bytes | N
                        end=max(len(args), 0))
     env = RunEnv(kernel, prog, cpu=cpu)
     try:
-        retval, _d = _loop(kernel, prog, engine, region.address(), env, 1)
+        retval, _d = bpf_test_run(prog, region.address(), env, engine=engine, repeat=1)
     finally:
         space.remove(region)
     return TestRunResult(retval, 0, b"", None, 1, env.trace, env.ri)
@@ -419,7 +439,7 @@ def _run_raw(kernel: Kernel, prog: Program, data_in: bytes, ctx_in: bytes | None
     try:
         if data_in:
             data_region = space.add(bytearray(data_in), RegionKind.PACKET, "data")
-        retval, duration = _loop(kernel, prog, engine, region.address(), env, repeat)
+        retval, duration = bpf_test_run(prog, region.address(), env, engine=engine, repeat=repeat)
         out = bytes(data_region.buf) if data_region is not None else b""
         ctx_out = bytes(buf) if ctx_in is not None else None
     finally:
@@ -430,6 +450,17 @@ def _run_raw(kernel: Kernel, prog: Program, data_in: bytes, ctx_in: bytes | None
 
 
 # -- the syscall ---------------------------------------------------------------------------------------
+
+def output_errno(res: TestRunResult, data_size_out: int | None, ctx_size_out: int | None) -> int:
+    """The errno a ``BPF_PROG_TEST_RUN`` call with output buffers of these sizes ends with (None: no
+    buffer): ENOSPC when the packet (``bpf_test_finish``) or the context (``bpf_ctx_finish``) does
+    not fit, else 0 — what a caller without the attr (bpftool's ``prog run``) needs to know."""
+    if data_size_out and len(res.data_out) > data_size_out:
+        return errno.ENOSPC
+    if ctx_size_out is not None and res.ctx_out is not None and len(res.ctx_out) > ctx_size_out:
+        return errno.ENOSPC
+    return 0
+
 
 _OFF = {"retval": 4, "data_size_out": 12, "duration": 28, "ctx_size_out": 36}
 
@@ -458,12 +489,19 @@ def test_run_attr(kernel: Kernel, prog: Program, attr: Any, uattr: int) -> int:
     out = res.data_out
     desc = descriptor(int(prog.image.prog_type))
     if desc.test_run in ("xdp", "skb", "raw"):
-        copy = out
-        if t.data_size_out and len(out) > t.data_size_out:
-            copy = out[:t.data_size_out]
+        # bpf_test_finish: a short buffer gets what fits and ENOSPC; the fragments of an XDP frame
+        # always go whole, after as much of the linear part as leaves room for them
+        copy_size = len(out)
+        if t.data_size_out and copy_size > t.data_size_out:
+            copy_size = t.data_size_out
             err = errno.ENOSPC
-        if t.data_out and copy and not native.copy_to_user(t.data_out, copy):
-            raise BpfError(errno.EFAULT)
+        if t.data_out:
+            linear = copy_size - res.frags_size
+            if linear < 0:
+                raise BpfError(errno.ENOSPC)  # nothing copied, retval and sizes not written
+            copy = out[:linear] + out[len(out) - res.frags_size:]
+            if copy and not native.copy_to_user(t.data_out, copy):
+                raise BpfError(errno.EFAULT)
         _put(uattr, "data_size_out", len(out))
         _put(uattr, "duration", res.duration)
     _put(uattr, "retval", res.retval)

@@ -36,6 +36,8 @@ def map_pointer(ctx: Any, m: Map) -> int:
 
 
 def map_value_address(ctx: Any, m: Map, off: int) -> int:
+    """The pointer a helper returns for storage offset ``off`` of ``m``: the map's region base plus the offset, so the
+    program writes the map's own memory."""
     return map_pointer(ctx, m) + off
 
 
@@ -50,6 +52,8 @@ def _value_in(ctx: Any, m: Map, ptr: int) -> bytes:
 # -- bpf_map_*_elem ---------------------------------------------------------------------------------
 
 def map_lookup_elem(ctx: Any, r1: int, r2: int, *_: int) -> int:
+    """``bpf_map_lookup_elem``: a pointer to the value (this CPU's copy for per-CPU maps), or 0; a map of maps gives
+    the inner map's pointer. LRU maps mark the element referenced."""
     m = map_arg(ctx, r1)
     key = _key(ctx, m, r2)
     if m.map_type in _IN_MAP:
@@ -60,21 +64,27 @@ def map_lookup_elem(ctx: Any, r1: int, r2: int, *_: int) -> int:
 
 
 def map_update_elem(ctx: Any, r1: int, r2: int, r3: int, r4: int, *_: int) -> int:
+    """``bpf_map_update_elem``: the map type's update with the program's flags; a negative errno in R0 on failure."""
     m = map_arg(ctx, r1)
     return m.update_elem(_key(ctx, m, r2), _value_in(ctx, m, r3), r4, from_prog=True)
 
 
 def map_delete_elem(ctx: Any, r1: int, r2: int, *_: int) -> int:
+    """``bpf_map_delete_elem``."""
     m = map_arg(ctx, r1)
     return m.delete_elem(_key(ctx, m, r2))
 
 
 def map_push_elem(ctx: Any, r1: int, r2: int, r3: int, *_: int) -> int:
+    """``bpf_map_push_elem`` (queue, stack, bloom filter); ``BPF_EXIST`` overwrites the oldest element
+    of a full queue."""
     m = map_arg(ctx, r1)
     return m.push_elem(_value_in(ctx, m, r2), r3)
 
 
 def map_pop_elem(ctx: Any, r1: int, r2: int, *_: int) -> int:
+    """``bpf_map_pop_elem``: the value is written to the program's buffer even on failure (zeros), as the kernel's
+    helper leaves it."""
     m = map_arg(ctx, r1)
     err, value = m.pop_elem()
     ctx.write(r2, value[:m.value_size].ljust(m.value_size, b"\0"))
@@ -82,6 +92,7 @@ def map_pop_elem(ctx: Any, r1: int, r2: int, *_: int) -> int:
 
 
 def map_peek_elem(ctx: Any, r1: int, r2: int, *_: int) -> int:
+    """``bpf_map_peek_elem``."""
     m = map_arg(ctx, r1)
     if m.map_type == MapType.BLOOM_FILTER:
         err, _v = m.peek_elem(_value_in(ctx, m, r2))
@@ -92,6 +103,7 @@ def map_peek_elem(ctx: Any, r1: int, r2: int, *_: int) -> int:
 
 
 def map_lookup_percpu_elem(ctx: Any, r1: int, r2: int, r3: int, *_: int) -> int:
+    """``bpf_map_lookup_percpu_elem``: another CPU's copy; 0 for a CPU number beyond the map's."""
     m = map_arg(ctx, r1)
     cpu = r3 & 0xFFFFFFFF
     if cpu >= m.ncpus:
@@ -158,16 +170,7 @@ def _htab_lookup_raw(ctx: Any, r1: int, r2: int, *_: int) -> int:
 def _internal_table() -> dict[int, Any]:
     from pybpf.progtypes.internal import INTERNAL_FUNCTIONS
 
-    by_helper = {
-        HelperId.map_lookup_elem: map_lookup_elem,
-        HelperId.map_update_elem: map_update_elem,
-        HelperId.map_delete_elem: map_delete_elem,
-        HelperId.map_push_elem: map_push_elem,
-        HelperId.map_pop_elem: map_pop_elem,
-        HelperId.map_peek_elem: map_peek_elem,
-        HelperId.for_each_map_elem: for_each_map_elem,
-        HelperId.map_lookup_percpu_elem: map_lookup_percpu_elem,
-    }
+    by_helper = HELPERS  # an internal function runs the helper it replaces
     out: dict[int, Any] = {}
     for f in INTERNAL_FUNCTIONS:
         if f.name == "__htab_map_lookup_elem":
@@ -195,4 +198,6 @@ HELPERS: dict[int, Any] = {
 
 
 def INTERNAL() -> dict[int, Any]:
+    """The internal functions of contract 2 by id (the map ops the verifier calls directly), each run by the helper it
+    replaces."""
     return _internal_table()

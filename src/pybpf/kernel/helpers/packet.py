@@ -14,7 +14,7 @@ import struct
 from typing import Any
 
 from pybpf.kernel.helpers.maps import map_arg
-from pybpf.kernel.runenv import ETH_HLEN, XDP_FRAME_SIZE, RunEnv
+from pybpf.kernel.runenv import ETH_HLEN, INT_MAX, PAGE_SIZE, XDP_FRAME_SIZE, RunEnv, metalen_invalid
 from pybpf.uapi import HelperId, MapType, ProgType
 
 __all__ = ["HELPERS", "csum_diff_value", "csum_fold", "redirect_map"]
@@ -28,7 +28,6 @@ BPF_F_RECOMPUTE_CSUM, BPF_F_INVALIDATE_HASH = 1, 2
 BPF_F_HDR_FIELD_MASK = 0xF
 BPF_F_PSEUDO_HDR, BPF_F_MARK_MANGLED_0, BPF_F_MARK_ENFORCE, BPF_F_IPV6 = 1 << 4, 1 << 5, 1 << 6, 1 << 7
 CSUM_MANGLED_0 = 0xFFFF
-INT_MAX = 0x7FFFFFFF
 _M32 = 0xFFFFFFFF
 
 
@@ -44,15 +43,18 @@ def _env(ctx: Any) -> RunEnv:
 # -- checksum arithmetic (include/net/checksum.h, arch/x86/lib/csum-partial_64.c) -----------------
 
 def csum_add(a: int, b: int) -> int:
+    """``csum_add``: ones'-complement addition of two 32-bit partial sums."""
     s = (a & _M32) + (b & _M32)
     return (s & _M32) + (s >> 32)
 
 
 def csum_sub(a: int, b: int) -> int:
+    """``csum_sub``: ``csum_add`` of the complement."""
     return csum_add(a, ~b & _M32)
 
 
 def csum_fold(csum: int) -> int:
+    """``csum_fold``: a 32-bit partial sum folded to the 16-bit checksum (complemented)."""
     s = csum & _M32
     s = (s & 0xFFFF) + (s >> 16)
     s = (s & 0xFFFF) + (s >> 16)
@@ -60,6 +62,7 @@ def csum_fold(csum: int) -> int:
 
 
 def csum16_add(csum: int, addend: int) -> int:
+    """Ones'-complement addition of 16-bit values (the incremental updates of RFC 1624)."""
     s = (csum & 0xFFFF) + (addend & 0xFFFF)
     return (s + (s >> 16)) & 0xFFFF
 
@@ -75,6 +78,8 @@ def csum_partial(data: bytes, seed: int) -> int:
 
 
 def csum_diff_value(frm: bytes, to: bytes, seed: int) -> int:
+    """What ``bpf_csum_diff`` returns in Linux 6.12: ``csum_partial`` over the complemented ``frm`` words then the
+    ``to`` words, unfolded."""
     words = [(~w) & _M32 for (w,) in struct.iter_unpack("<I", frm)] + [w for (w,) in struct.iter_unpack("<I", to)]
     return csum_partial(struct.pack(f"<{len(words)}I", *words), seed)
 
@@ -82,6 +87,8 @@ def csum_diff_value(frm: bytes, to: bytes, seed: int) -> int:
 # -- XDP --------------------------------------------------------------------------------------------
 
 def xdp_adjust_head(ctx: Any, r1: int, r2: int, *_: int) -> int:
+    """``bpf_xdp_adjust_head``: move ``data`` (and the metadata with it); at least 14 bytes stay and the xdp_frame room
+    stays free."""
     x = _env(ctx).xdp
     if x is None:
         return -errno.EINVAL
@@ -100,6 +107,8 @@ def xdp_adjust_head(ctx: Any, r1: int, r2: int, *_: int) -> int:
 
 
 def xdp_adjust_tail(ctx: Any, r1: int, r2: int, *_: int) -> int:
+    """``bpf_xdp_adjust_tail``: move ``data_end`` within the page (grown bytes zeroed); with fragments, shrink from the
+    last fragment or grow it within its page (``bpf_xdp_frags_shrink_tail`` / ``_increase_tail``)."""
     x = _env(ctx).xdp
     if x is None:
         return -errno.EINVAL
@@ -115,6 +124,11 @@ def xdp_adjust_tail(ctx: Any, r1: int, r2: int, *_: int) -> int:
                 x.data_end += offset
                 x.sync()
             return 0
+        # bpf_xdp_frags_increase_tail: only within the last fragment's page (fragments are whole
+        # pages but the last, as test runs and generic XDP fill them)
+        last = len(x.frags) - PAGE_SIZE * ((len(x.frags) - 1) // PAGE_SIZE)
+        if offset > PAGE_SIZE - last:
+            return -errno.EINVAL
         x.frags += bytes(offset)
         return 0
     data_end = x.data_end + offset
@@ -130,6 +144,7 @@ def xdp_adjust_tail(ctx: Any, r1: int, r2: int, *_: int) -> int:
 
 
 def xdp_adjust_meta(ctx: Any, r1: int, r2: int, *_: int) -> int:
+    """``bpf_xdp_adjust_meta``: move ``data_meta``; EACCES for a length ``xdp_metalen_invalid`` refuses."""
     x = _env(ctx).xdp
     if x is None:
         return -errno.EINVAL
@@ -138,7 +153,7 @@ def xdp_adjust_meta(ctx: Any, r1: int, r2: int, *_: int) -> int:
     metalen = x.data - meta
     if meta < XDP_FRAME_SIZE or meta > x.data:
         return -errno.EINVAL
-    if metalen & 3 or metalen > 32:
+    if metalen_invalid(metalen):
         return -errno.EACCES
     x.data_meta = meta
     x.sync()
@@ -146,6 +161,7 @@ def xdp_adjust_meta(ctx: Any, r1: int, r2: int, *_: int) -> int:
 
 
 def xdp_get_buff_len(ctx: Any, r1: int, *_: int) -> int:
+    """``bpf_xdp_get_buff_len``: linear part plus fragments."""
     x = _env(ctx).xdp
     return 0 if x is None else x.data_end - x.data + len(x.frags)
 
@@ -195,6 +211,7 @@ def redirect_map(ctx: Any, r1: int, r2: int, r3: int, *_: int) -> int:
 # -- checksums ---------------------------------------------------------------------------------------
 
 def csum_diff(ctx: Any, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """``bpf_csum_diff`` (Linux 6.12: sizes in whole words, at most 512 bytes together, the unfolded sum)."""
     from_size, to_size = r2 & _M32, r4 & _M32
     if (from_size | to_size) & 3 or from_size + to_size > 512:
         return -errno.EINVAL
@@ -211,6 +228,7 @@ def _skb_csum_ptr(ctx: Any, offset: int) -> int | None:
 
 
 def l3_csum_replace(ctx: Any, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """``bpf_l3_csum_replace``: incremental update of the 16-bit checksum at ``offset`` of the skb."""
     flags, offset = r5, r2 & _M32
     if flags & ~BPF_F_HDR_FIELD_MASK:
         return -errno.EINVAL
@@ -239,6 +257,7 @@ def l3_csum_replace(ctx: Any, r1: int, r2: int, r3: int, r4: int, r5: int) -> in
 
 
 def l4_csum_replace(ctx: Any, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """``bpf_l4_csum_replace``: like l3, with the pseudo-header and mangled-zero rules of UDP/TCP."""
     flags, offset = r5, r2 & _M32
     if flags & ~(BPF_F_MARK_MANGLED_0 | BPF_F_MARK_ENFORCE | BPF_F_PSEUDO_HDR | BPF_F_HDR_FIELD_MASK | BPF_F_IPV6):
         return -errno.EINVAL
@@ -273,6 +292,7 @@ def l4_csum_replace(ctx: Any, r1: int, r2: int, r3: int, r4: int, r5: int) -> in
 # -- skb loads and stores ---------------------------------------------------------------------------
 
 def skb_load_bytes(ctx: Any, r1: int, r2: int, r3: int, r4: int, *_: int) -> int:
+    """``bpf_skb_load_bytes``: copy from the linear packet; on error the buffer is zeroed and -EFAULT returned."""
     env = _env(ctx)
     offset, n = r2 & _M32, r4 & _M32
     if env.xdp is not None:  # bpf_xdp_load_bytes shares the shape (xdp programs use id 189)
@@ -286,6 +306,8 @@ def skb_load_bytes(ctx: Any, r1: int, r2: int, r3: int, r4: int, *_: int) -> int
 
 
 def skb_store_bytes(ctx: Any, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """``bpf_skb_store_bytes``: write into the linear packet; ``BPF_F_INVALIDATE_HASH`` clears
+    ``skb->hash`` (``BPF_F_RECOMPUTE_CSUM`` has nothing to update on an skb without CHECKSUM_COMPLETE)."""
     s = _env(ctx).skb
     offset, n = r2 & _M32, r4 & _M32
     if r5 & ~(BPF_F_RECOMPUTE_CSUM | BPF_F_INVALIDATE_HASH):
@@ -302,6 +324,7 @@ def skb_store_bytes(ctx: Any, r1: int, r2: int, r3: int, r4: int, r5: int) -> in
 
 
 def xdp_load_bytes(ctx: Any, r1: int, r2: int, r3: int, r4: int, *_: int) -> int:
+    """``bpf_xdp_load_bytes``: copy from the frame, fragments included."""
     x = _env(ctx).xdp
     offset, n = r2 & _M32, r4 & _M32
     if x is None:
@@ -314,6 +337,7 @@ def xdp_load_bytes(ctx: Any, r1: int, r2: int, r3: int, r4: int, *_: int) -> int
 
 
 def xdp_store_bytes(ctx: Any, r1: int, r2: int, r3: int, r4: int, *_: int) -> int:
+    """``bpf_xdp_store_bytes``: write into the frame, fragments included."""
     x = _env(ctx).xdp
     offset, n = r2 & _M32, r4 & _M32
     if x is None:

@@ -26,6 +26,8 @@ BPF_F_CTXLEN_MASK = 0xFFFFF << 32
 
 
 def ringbuf_reserve(ctx: Any, r1: int, r2: int, r3: int, *_: int) -> int:
+    """``bpf_ringbuf_reserve``: room for a record (8-byte header, length rounded to 8) or 0 when the ring is full; the
+    record stays busy until submitted or discarded."""
     m = map_arg(ctx, r1)
     if r3 or not isinstance(m, RingbufMap):
         return 0
@@ -41,18 +43,21 @@ def _sample(ctx: Any, ptr: int) -> tuple[RingbufMap, int]:
 
 
 def ringbuf_submit(ctx: Any, r1: int, r2: int, *_: int) -> int:
+    """``bpf_ringbuf_submit``: the reserved record becomes visible to the consumer."""
     m, off = _sample(ctx, r1)
     m.commit(off, discard=False)
     return 0
 
 
 def ringbuf_discard(ctx: Any, r1: int, r2: int, *_: int) -> int:
+    """``bpf_ringbuf_discard``: the reserved record is skipped by the consumer."""
     m, off = _sample(ctx, r1)
     m.commit(off, discard=True)
     return 0
 
 
 def ringbuf_output(ctx: Any, r1: int, r2: int, r3: int, r4: int, *_: int) -> int:
+    """``bpf_ringbuf_output``: reserve, copy and submit in one call (``RingbufMap.output``)."""
     m = map_arg(ctx, r1)
     if not isinstance(m, RingbufMap):
         return -errno.EINVAL
@@ -61,6 +66,7 @@ def ringbuf_output(ctx: Any, r1: int, r2: int, r3: int, r4: int, *_: int) -> int
 
 
 def ringbuf_query(ctx: Any, r1: int, r2: int, *_: int) -> int:
+    """``bpf_ringbuf_query``: available data, ring size, consumer or producer position (0 for an unknown flag)."""
     m = map_arg(ctx, r1)
     return m.query(r2) if isinstance(m, RingbufMap) else 0
 

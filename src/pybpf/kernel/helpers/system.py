@@ -26,45 +26,55 @@ _rng = random.SystemRandom()
 
 
 def ktime_get_ns(ctx: Any, *_: int) -> int:
+    """``bpf_ktime_get_ns``: CLOCK_MONOTONIC."""
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
 def ktime_get_boot_ns(ctx: Any, *_: int) -> int:
+    """``bpf_ktime_get_boot_ns``: CLOCK_BOOTTIME."""
     return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
 def ktime_get_coarse_ns(ctx: Any, *_: int) -> int:
+    """``bpf_ktime_get_coarse_ns``: CLOCK_MONOTONIC_COARSE."""
     clock = getattr(time, "CLOCK_MONOTONIC_COARSE", time.CLOCK_MONOTONIC)
     return time.clock_gettime_ns(clock)
 
 
 def ktime_get_tai_ns(ctx: Any, *_: int) -> int:
+    """``bpf_ktime_get_tai_ns``: CLOCK_TAI."""
     clock = getattr(time, "CLOCK_TAI", time.CLOCK_REALTIME)
     return time.clock_gettime_ns(clock)
 
 
 def jiffies64(ctx: Any, *_: int) -> int:
+    """``bpf_jiffies64``: monotonic time in ticks of HZ = 250."""
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 4_000_000  # HZ = 250
 
 
 def get_prandom_u32(ctx: Any, *_: int) -> int:
+    """``bpf_get_prandom_u32``."""
     return _rng.getrandbits(32)
 
 
 def get_smp_processor_id(ctx: Any, *_: int) -> int:
+    """``bpf_get_smp_processor_id``: the run's CPU (``RunEnv.cpu``, what per-CPU maps use)."""
     env = ctx.env
     return int(getattr(env, "cpu", 0))
 
 
 def get_numa_node_id(ctx: Any, *_: int) -> int:
+    """``bpf_get_numa_node_id``: node 0."""
     return 0
 
 
 def get_current_pid_tgid(ctx: Any, *_: int) -> int:
+    """``bpf_get_current_pid_tgid``: this process and thread, ``tgid << 32 | pid``."""
     return (os.getpid() << 32) | threading.get_native_id()
 
 
 def get_current_uid_gid(ctx: Any, *_: int) -> int:
+    """``bpf_get_current_uid_gid``: ``gid << 32 | uid`` of this process."""
     return (os.getgid() << 32) | os.getuid()
 
 
@@ -95,6 +105,8 @@ def _native_address(ctx: Any, ptr: int) -> int:
 
 
 def spin_lock(ctx: Any, r1: int, *_: int) -> int:
+    """``bpf_spin_lock``: take the lock word in map memory (``lock cmpxchg``, shared with other processes and native
+    code); the run remembers it so a fault cannot leave it held."""
     addr = _native_address(ctx, r1)
     native.lock_word(addr)
     locked = getattr(ctx.env, "locked", None)
@@ -104,6 +116,7 @@ def spin_lock(ctx: Any, r1: int, *_: int) -> int:
 
 
 def spin_unlock(ctx: Any, r1: int, *_: int) -> int:
+    """``bpf_spin_unlock``."""
     addr = _native_address(ctx, r1)
     native.unlock_word(addr)
     locked = getattr(ctx.env, "locked", None)

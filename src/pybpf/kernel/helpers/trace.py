@@ -194,6 +194,7 @@ def _emit(ctx: Any, text: bytes) -> None:
 
 
 def trace_printk(ctx: Any, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """``bpf_trace_printk``: format (the kernel's bprintf rules) and append a line to the trace pipe."""
     try:
         fmt = _fmt(ctx, r1, r2 & 0xFFFFFFFF)
         text = bprintf(ctx, fmt, [r3, r4, r5])
@@ -205,6 +206,7 @@ def trace_printk(ctx: Any, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
 
 
 def trace_vprintk(ctx: Any, r1: int, r2: int, r3: int, r4: int, *_: int) -> int:
+    """``bpf_trace_vprintk``: ``trace_printk`` with the arguments in an array."""
     data_len = r4 & 0xFFFFFFFF
     if data_len & 7 or data_len > MAX_BPRINTF_VARARGS * 8 or (data_len and not r3):
         return -errno.EINVAL
@@ -284,10 +286,17 @@ def _strtoull(raw: bytes, flags: int) -> tuple[int, int, bool]:
     return consumed + j, value, neg
 
 
-def strtol(ctx: Any, r1: int, r2: int, r3: int, r4: int, *_: int) -> int:
+def _parse_number(ctx: Any, r1: int, r2: int, r3: int, r4: int) -> tuple[int, int, bool]:
+    """What ``bpf_strtol`` and ``bpf_strtoul`` share: ``*res`` zeroed first (it stays 0 on error),
+    then the string ``(r1, r2)`` parsed in base ``r3``."""
     ctx.store(r4, 8, 0)
     raw = ctx.read(r1, r2 & 0xFFFFFFFF) if r2 else b""
-    n, value, neg = _strtoull(raw, r3)
+    return _strtoull(raw, r3)
+
+
+def strtol(ctx: Any, r1: int, r2: int, r3: int, r4: int, *_: int) -> int:
+    """``bpf_strtol``: the number of characters consumed, or -EINVAL / -ERANGE; ``*res`` stays 0 on error."""
+    n, value, neg = _parse_number(ctx, r1, r2, r3, r4)
     if n < 0:
         return n
     if neg:
@@ -301,9 +310,8 @@ def strtol(ctx: Any, r1: int, r2: int, r3: int, r4: int, *_: int) -> int:
 
 
 def strtoul(ctx: Any, r1: int, r2: int, r3: int, r4: int, *_: int) -> int:
-    ctx.store(r4, 8, 0)
-    raw = ctx.read(r1, r2 & 0xFFFFFFFF) if r2 else b""
-    n, value, neg = _strtoull(raw, r3)
+    """``bpf_strtoul``: as ``strtol``, a leading '-' being -EINVAL."""
+    n, value, neg = _parse_number(ctx, r1, r2, r3, r4)
     if n < 0:
         return n
     if neg:
@@ -321,6 +329,7 @@ class TracePipe:
         self.path = path
 
     def format_line(self, msg: str, *, cpu: int = 0) -> str:
+        """One line as ``/sys/kernel/tracing/trace_pipe`` prints it (task, pid, CPU, flags, timestamp)."""
         comm = current_comm().decode("utf-8", "replace")
         ts = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         secs, usecs = divmod(ts // 1000, 1_000_000)
@@ -358,6 +367,7 @@ class TracePipe:
                 time.sleep(poll)
 
     def clear(self) -> None:
+        """Empty the pipe (for tests and ``prog tracelog`` restarts)."""
         with contextlib.suppress(FileNotFoundError):
             os.truncate(self.path, 0)
 

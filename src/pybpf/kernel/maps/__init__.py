@@ -39,6 +39,7 @@ def map_class(map_type: int) -> type[Map]:
 
 
 def supported_map_types() -> list[int]:
+    """The map types pybpf implements, by number."""
     if not _REGISTRY:
         _register()
     return sorted(_REGISTRY)

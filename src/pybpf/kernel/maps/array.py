@@ -128,7 +128,8 @@ class ArrayMap(Map):
             return None
         return self.value_offset(i, self.kernel.cpu if self.percpu else 0)
 
-    def update_elem(self, key: bytes, value: bytes, flags: int, *, from_prog: bool = False) -> int:
+    def _update_index(self, key: bytes, flags: int) -> int:
+        """``array_map_update_elem``'s checks: the index, or a negative errno."""
         if (flags & ~F_LOCK) > EXIST:
             return -errno.EINVAL
         i = self._index(key)
@@ -136,6 +137,12 @@ class ArrayMap(Map):
             return -errno.E2BIG
         if flags & NOEXIST:
             return -errno.EEXIST
+        return i
+
+    def update_elem(self, key: bytes, value: bytes, flags: int, *, from_prog: bool = False) -> int:
+        i = self._update_index(key, flags)
+        if i < 0:
+            return i
         err = self._check_lock_flag(flags)
         if err:
             return err
@@ -195,13 +202,9 @@ class PercpuArrayMap(ArrayMap):
 
     def update_elem(self, key: bytes, value: bytes, flags: int, *, from_prog: bool = False) -> int:
         # the program path writes this CPU's copy only
-        if (flags & ~F_LOCK) > EXIST:
-            return -errno.EINVAL
-        i = self._index(key)
-        if i >= self.max_entries:
-            return -errno.E2BIG
-        if flags & NOEXIST:
-            return -errno.EEXIST
+        i = self._update_index(key, flags)
+        if i < 0:
+            return i
         if flags & F_LOCK:
             return -errno.EINVAL
         off = self.value_offset(i, self.kernel.cpu)

@@ -64,10 +64,12 @@ ANY, NOEXIST, EXIST = uapi.BPF_ANY, uapi.BPF_NOEXIST, uapi.BPF_EXIST
 
 
 def round_up(n: int, a: int) -> int:
+    """``round_up(n, a)``: the next multiple of ``a`` (sizes of values and elements)."""
     return (n + a - 1) // a * a
 
 
 def roundup_pow_of_two(n: int) -> int:
+    """The kernel's ``roundup_pow_of_two`` (hash bucket counts)."""
     return 1 if n <= 1 else 1 << (n - 1).bit_length()
 
 
@@ -224,6 +226,7 @@ class Header:
     btf_len: int = 0
 
     def pack(self) -> bytes:
+        """The header's fixed fields as the 256 bytes at the start of the storage (mutable words zero)."""
         buf = bytearray(HEADER_SIZE)
         struct.pack_into("<IHB", buf, 0, MAGIC, LAYOUT_VERSION, KIND_MAP_BYTE)
         for name, off, code in _FIELDS:
@@ -237,6 +240,7 @@ class Header:
 
     @classmethod
     def unpack(cls, data: bytes | memoryview) -> Header:
+        """Read a header back; ValueError when the bytes are not a pybpf map."""
         if len(data) < HEADER_SIZE:
             raise ValueError("short header")
         magic, _version, kind = struct.unpack_from("<IHB", data, 0)
@@ -323,10 +327,12 @@ class Map:
     # -- MapLike ----------------------------------------------------------------------------
     @property
     def frozen(self) -> bool:
+        """``BPF_MAP_FREEZE`` happened: syscall writes are refused (EPERM)."""
         return bool(self._u32(OFF_STATE) & STATE_FROZEN)
 
     @property
     def is_rdonly_prog(self) -> bool:
+        """``BPF_F_RDONLY_PROG``: programs may only read the map."""
         return bool(self.map_flags & F_RDONLY_PROG)
 
     def gen_lookup(self) -> list[Insn] | None:
@@ -388,6 +394,18 @@ class Map:
         ``BPF_PSEUDO_MAP_VALUE`` loads; raises BpfError as the kernel (ENOTSUPP / EINVAL)."""
         raise BpfError(ENOTSUPP)
 
+    def direct_read(self, off: int, size: int) -> bytes | None:
+        """Bytes ``[off, off + size)`` of the single value, for the verifier's reads of frozen
+        read-only maps (format strings, constants of ``.rodata``): what ``map_direct_value_addr``
+        points at. None where the type has no direct value access or the range leaves the value."""
+        if off < 0 or size < 0 or off + size > self.value_size:
+            return None
+        try:
+            start = self.direct_value_addr(off)
+        except BpfError:
+            return None
+        return bytes(self.mem[start:start + size])
+
     # -- raw memory helpers -----------------------------------------------------------------
     def _u32(self, off: int) -> int:
         return int.from_bytes(self.mem[off:off + 4], "little")
@@ -402,9 +420,11 @@ class Map:
         self.mem[off:off + 8] = (v & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")
 
     def lock(self) -> None:
+        """Take the map's lock word (all writers, any process)."""
         native.lock_word(self.lock_addr)
 
     def unlock(self) -> None:
+        """Release the map's lock word."""
         native.unlock_word(self.lock_addr)
 
     def freeze(self) -> None:
@@ -430,6 +450,7 @@ class Map:
 
     # -- syscall-side ops (raise BpfError) ---------------------------------------------------
     def lookup_elem_sys(self, key: bytes, flags: int = 0) -> bytes:
+        """``BPF_MAP_LOOKUP_ELEM``: a copy of the value (all CPUs' for per-CPU maps); ENOENT when missing."""
         off = self.lookup_elem(key, from_prog=False)
         if off is None:
             raise BpfError(errno.ENOENT)
@@ -438,30 +459,38 @@ class Map:
         return bytes(self.mem[off:off + self.value_size])
 
     def update_elem_sys(self, key: bytes, value: bytes, flags: int) -> None:
+        """``BPF_MAP_UPDATE_ELEM`` with ``flags`` (BPF_ANY / NOEXIST / EXIST, BPF_F_LOCK)."""
         err = self.update_elem(key, value, flags)
         if err:
             raise BpfError(-err)
 
     def delete_elem_sys(self, key: bytes) -> None:
+        """``BPF_MAP_DELETE_ELEM``."""
         err = self.delete_elem(key)
         if err:
             raise BpfError(-err)
 
     def get_next_key(self, key: bytes | None) -> bytes:
+        """``BPF_MAP_GET_NEXT_KEY``: the key after ``key`` (the first for None or a missing key, where the type
+        restarts); ENOENT after the last."""
         raise BpfError(errno.EINVAL)
 
     def lookup_and_delete_elem_sys(self, key: bytes, flags: int) -> bytes:
+        """``BPF_MAP_LOOKUP_AND_DELETE_ELEM`` (ENOTSUPP where the type has no such op)."""
         raise BpfError(ENOTSUPP)
 
     def push_elem_sys(self, value: bytes, flags: int) -> None:
+        """``BPF_MAP_UPDATE_ELEM`` on a queue, stack or bloom filter (a push)."""
         err = self.push_elem(value, flags)
         if err:
             raise BpfError(-err)
 
     def pop_elem_sys(self) -> bytes:
+        """``BPF_MAP_LOOKUP_AND_DELETE_ELEM`` on a queue or stack."""
         raise BpfError(ENOTSUPP)
 
     def peek_elem_sys(self, value: bytes | None = None) -> bytes:
+        """``BPF_MAP_LOOKUP_ELEM`` on a queue, stack or bloom filter."""
         raise BpfError(ENOTSUPP)
 
     # batch support: which generic batch ops the type has (the kernel's map_ops members)
@@ -479,15 +508,19 @@ class Map:
         return -errno.EINVAL
 
     def delete_elem(self, key: bytes) -> int:
+        """The program's ``bpf_map_delete_elem``: 0 or a negative errno."""
         return -errno.EINVAL
 
     def push_elem(self, value: bytes, flags: int) -> int:
+        """The program's ``bpf_map_push_elem``: 0 or a negative errno."""
         return -errno.EINVAL
 
     def pop_elem(self) -> tuple[int, bytes]:
+        """The program's ``bpf_map_pop_elem``: (0 or a negative errno, the value)."""
         return -errno.EINVAL, b""
 
     def peek_elem(self, value: bytes | None = None) -> tuple[int, bytes]:
+        """The program's ``bpf_map_peek_elem``: (0 or a negative errno, the value)."""
         return -errno.EINVAL, b""
 
     def for_each_elem(self) -> list[tuple[bytes, int | None, int]]:
@@ -534,6 +567,7 @@ class Map:
 
     # -- info ----------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
+        """The creation attributes as a dict (``map show`` and repr)."""
         return {"id": self.id, "type": self.map_type, "name": self.name, "key_size": self.key_size,
                 "value_size": self.value_size, "max_entries": self.max_entries, "map_flags": self.map_flags}
 

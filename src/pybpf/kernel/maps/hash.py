@@ -6,16 +6,18 @@ Storage (offsets from the map's base; all links are ``slot index + 1``, 0 = none
              bump       slots never used yet: slots [bump, max_entries) are free without being
                         on the list (so creating a huge map is O(1))
              count      elements in use
-             head/tail  LRU list: most recently used first (LRU types only)
              lock       the map lock word (writers take it; ``lock cmpxchg`` from native code)
     aux_off  n_buckets x u32   bucket heads (n_buckets = roundup_pow_of_two(max_entries))
+    (LRU types: the LRU area, see :mod:`pybpf.kernel.maps.lru`)
     data_off max_entries x elem_size   element slots:
                +0  u32 next      next in bucket chain (or free list)
                +4  u32 hash      key_hash(key, seed)
-               +8  u32 lru_prev
+               +8  u32 lru_prev  LRU types: the node's list links,
                +12 u32 lru_next
                +16 u32 flags     bit 0 in use
-               +20 u8  ref       LRU: set to 1 by program lookups (the kernel's bpf_lru_node.ref)
+               +20 u8  ref       LRU: set by program lookups (the kernel's bpf_lru_node.ref),
+               +21 u8  type      the list the node is on,
+               +22 u16 cpu       and the CPU it belongs to
                +24 key           round_up(key_size, 8) bytes
                +24+K value       round_up(value_size, 8) bytes, or for per-CPU maps ncpus of them
 
@@ -24,9 +26,9 @@ their bucket (as the kernel's ``hlist_nulls_add_head_rcu``), so ``get_next_key``
 index order and each chain from its head — the kernel's order rules, including restarting at the
 first element when the given key is missing.
 
-LRU: when no slot is free, the least recently used element is evicted; lookups only set the
-referenced bit (cheap for native code) and eviction gives referenced elements a second chance by
-moving them to the front — the approximation the kernel's active/inactive lists make too.
+LRU maps allocate every element through the kernel's LRU (``bpf_lru_pop_free``), which evicts when
+nothing is free, and give it back with ``bpf_lru_push_free`` — including, as ``hashtab.c`` does,
+when an update replaces an existing key (the new element takes a fresh node, the old one is freed).
 """
 
 from __future__ import annotations
@@ -50,8 +52,6 @@ from pybpf.kernel.maps.base import (
     OFF_BUMP,
     OFF_COUNT,
     OFF_FREE_HEAD,
-    OFF_HEAD,
-    OFF_TAIL,
     PCPU_MIN_UNIT_SIZE,
     Map,
     MapAttrs,
@@ -60,6 +60,7 @@ from pybpf.kernel.maps.base import (
     round_up,
     roundup_pow_of_two,
 )
+from pybpf.kernel.maps.lru import BpfLru, lru_area_offset, lru_area_size
 from pybpf.uapi import MapType
 
 __all__ = ["ELEM_HEADER", "HashMap", "LruHashMap", "LruPercpuHashMap", "PercpuHashMap", "htab_alloc_check"]
@@ -195,60 +196,6 @@ class HashMap(Map):
         self._set_u32(e + E_NEXT, self._u32(b))
         self._set_u32(b, s)
 
-    # -- LRU list (no-ops for plain hash maps) -------------------------------------------------
-    def _lru_unlink(self, s: int) -> None:
-        if not self.lru:
-            return
-        e = self.elem(s - 1)
-        prev, nxt = self._u32(e + E_PREV), self._u32(e + E_LNEXT)
-        if prev:
-            self._set_u32(self.elem(prev - 1) + E_LNEXT, nxt)
-        else:
-            self._set_u32(OFF_HEAD, nxt)
-        if nxt:
-            self._set_u32(self.elem(nxt - 1) + E_PREV, prev)
-        else:
-            self._set_u32(OFF_TAIL, prev)
-
-    def _lru_push_front(self, s: int) -> None:
-        if not self.lru:
-            return
-        e = self.elem(s - 1)
-        head = self._u32(OFF_HEAD)
-        self._set_u32(e + E_PREV, 0)
-        self._set_u32(e + E_LNEXT, head)
-        if head:
-            self._set_u32(self.elem(head - 1) + E_PREV, s)
-        else:
-            self._set_u32(OFF_TAIL, s)
-        self._set_u32(OFF_HEAD, s)
-
-    def _lru_evict(self) -> int:
-        """Evict the least recently used element (second chance for referenced ones); its slot+1."""
-        steps = 0
-        limit = 2 * self.max_entries + 2
-        while steps < limit:
-            s = self._u32(OFF_TAIL)
-            if not s:
-                return 0
-            e = self.elem(s - 1)
-            if self.mem[e + E_REF]:
-                self.mem[e + E_REF] = 0
-                self._lru_unlink(s)
-                self._lru_push_front(s)
-                steps += 1
-                continue
-            h = self._u32(e + E_HASH)
-            key = bytes(self.mem[e + ELEM_HEADER:e + ELEM_HEADER + self.key_size])
-            found, prev = self._find(key, h)
-            if found == s:
-                self._unlink_bucket(s, prev, h)
-            self._lru_unlink(s)
-            self._set_u32(OFF_COUNT, self._u32(OFF_COUNT) - 1)
-            self._on_remove(e)
-            return s
-        return 0
-
     def _on_remove(self, e: int) -> None:
         """Hook for maps whose values hold references (hash of maps)."""
 
@@ -313,27 +260,16 @@ class HashMap(Map):
             if s:
                 e = self.elem(s - 1)
                 self._write_value(e, value, flags, from_prog, new=False)
-                if self.lru:
-                    self._lru_unlink(s)
-                    self._lru_push_front(s)
                 return 0
-            count = self._u32(OFF_COUNT)
-            s = 0
-            if count < self.max_entries:
-                s = self._alloc_slot()
+            s = self._alloc_slot() if self._u32(OFF_COUNT) < self.max_entries else 0
             if not s:
-                if not self.lru:
-                    return -errno.E2BIG
-                s = self._lru_evict()
-                if not s:
-                    return -errno.ENOMEM
+                return -errno.E2BIG
             e = self.elem(s - 1)
             self.mem[e:e + ELEM_HEADER] = _ELEM_HDR.pack(0, h, 0, 0, FL_USED).ljust(ELEM_HEADER, b"\0")
             kpad = round_up(self.key_size, 8)
             self.mem[e + ELEM_HEADER:e + ELEM_HEADER + kpad] = key.ljust(kpad, b"\0")
             self._write_value(e, value, flags & ~F_LOCK, from_prog, new=True)
             self._link_bucket(s, h)
-            self._lru_push_front(s)
             self._set_u32(OFF_COUNT, self._u32(OFF_COUNT) + 1)
             return 0
         finally:
@@ -371,11 +307,19 @@ class HashMap(Map):
             self.unlock()
 
     def _remove(self, s: int, prev: int, h: int) -> None:
+        """Take element ``s`` out of the table and free its slot."""
+        self._unlink(s, prev, h)
+        self._release(s)
+
+    def _unlink(self, s: int, prev: int, h: int) -> None:
+        """Take element ``s`` out of its bucket (it stops being an element of the map)."""
         self._unlink_bucket(s, prev, h)
-        self._lru_unlink(s)
         self._on_remove(self.elem(s - 1))
-        self._free_slot(s)
         self._set_u32(OFF_COUNT, self._u32(OFF_COUNT) - 1)
+
+    def _release(self, s: int) -> None:
+        """Slot ``s``, no longer in the table, is free again (LRU maps: ``bpf_lru_push_free``)."""
+        self._free_slot(s)
 
     # -- syscall side ------------------------------------------------------------------------------
     def _value_bytes(self, e: int, flags: int) -> bytes:
@@ -510,17 +454,124 @@ class PercpuHashMap(HashMap):
 
 
 class LruHashMap(HashMap):
-    """BPF_MAP_TYPE_LRU_HASH."""
+    """BPF_MAP_TYPE_LRU_HASH: every element comes from the kernel's LRU (:mod:`pybpf.kernel.maps.lru`)."""
 
     map_types = (MapType.LRU_HASH,)
     lru = True
 
+    @classmethod
+    def layout(cls, a: MapAttrs, ncpus: int) -> tuple[int, int, int, int, int]:
+        elem, n_buckets, _data_off, aux_off, _total = super().layout(a, ncpus)
+        lru_off = lru_area_offset(aux_off, n_buckets)
+        data_off = round_up(lru_off + lru_area_size(ncpus, bool(a.map_flags & uapi.BPF_F_NO_COMMON_LRU)), 64)
+        return elem, n_buckets, data_off, aux_off, data_off + elem * a.max_entries
 
-class LruPercpuHashMap(HashMap):
+    def __init__(self, *args: object, **kw: object) -> None:
+        super().__init__(*args, **kw)
+        self.bpf_lru = BpfLru(self, percpu_lru=bool(self.map_flags & uapi.BPF_F_NO_COMMON_LRU))
+
+    def init_storage(self) -> None:
+        self.bpf_lru.init()
+
+    def _release(self, s: int) -> None:
+        self.bpf_lru.push_free(s)
+
+    def lru_delete_node(self, s: int) -> bool:
+        """``htab_lru_map_delete_node``: the LRU evicts element ``s``; False if it is in no bucket."""
+        e = self.elem(s - 1)
+        h = self._u32(e + E_HASH)
+        cur = self._u32(self._bucket_off(h & self.mask))
+        prev = 0
+        steps = 0
+        while cur and steps <= self.max_entries:
+            if cur == s:
+                self._unlink(s, prev, h)
+                return True
+            prev, cur = cur, self._u32(self.elem(cur - 1) + E_NEXT)
+            steps += 1
+        return False
+
+    def _new_node(self, node: int, key: bytes, h: int) -> int:
+        """Write ``key`` into a node the LRU handed out (its list links stay); the element offset."""
+        e = self.elem(node - 1)
+        struct.pack_into("<II", self.mem, e, 0, h)
+        self._set_u32(e + E_FLAGS, FL_USED)
+        kpad = round_up(self.key_size, 8)
+        self.mem[e + ELEM_HEADER:e + ELEM_HEADER + kpad] = key.ljust(kpad, b"\0")
+        return e
+
+    def _link_new(self, node: int, h: int) -> None:
+        self._link_bucket(node, h)
+        self._set_u32(OFF_COUNT, self._u32(OFF_COUNT) + 1)
+
+    def update_elem(self, key: bytes, value: bytes, flags: int, *, from_prog: bool = False) -> int:
+        """``htab_lru_map_update_elem`` / ``__htab_lru_percpu_map_update_elem``: the node is taken
+        from the LRU *before* the key is looked up (so a full map evicts even when the key exists,
+        possibly the key itself); a plain LRU map then replaces the old element by the new one
+        (marked referenced), a per-CPU one updates the old element in place."""
+        if flags > EXIST:
+            return -errno.EINVAL
+        key = bytes(key[:self.key_size])
+        h = key_hash(key, self.seed)
+        self.lock()
+        try:
+            if self.percpu:
+                return self._update_percpu(key, value, flags, h, from_prog)
+            node = self.bpf_lru.pop_free(h)
+            if not node:
+                return -errno.ENOMEM
+            e = self._new_node(node, key, h)
+            self._write_value(e, value, 0, from_prog, new=True)
+            old, prev = self._find(key, h)
+            err = _check_flags(old, flags)
+            if err:
+                self.bpf_lru.push_free(node)
+                return err
+            if old:
+                self.bpf_lru.set_ref(node)
+                self._unlink(old, prev, h)
+            self._link_new(node, h)
+            if old:
+                self.bpf_lru.push_free(old)
+            return 0
+        finally:
+            self.unlock()
+
+    def _update_percpu(self, key: bytes, value: bytes, flags: int, h: int, from_prog: bool) -> int:
+        node = 0
+        if flags != EXIST:
+            node = self.bpf_lru.pop_free(h)
+            if not node:
+                return -errno.ENOMEM
+        old, _prev = self._find(key, h)
+        err = _check_flags(old, flags)
+        if not err:
+            if old:
+                self.bpf_lru.set_ref(old)
+                self._write_value(self.elem(old - 1), value, 0, from_prog, new=False)
+            else:
+                e = self._new_node(node, key, h)
+                self._write_value(e, value, 0, from_prog, new=True)
+                self._link_new(node, h)
+                node = 0
+        if node:
+            self.bpf_lru.push_free(node)
+        return err
+
+
+def _check_flags(old: int, flags: int) -> int:
+    """``check_flags``: NOEXIST on an existing key, EXIST on a missing one."""
+    if old and flags & ~F_LOCK == NOEXIST:
+        return -errno.EEXIST
+    if not old and flags & ~F_LOCK == EXIST:
+        return -errno.ENOENT
+    return 0
+
+
+class LruPercpuHashMap(LruHashMap):
     """BPF_MAP_TYPE_LRU_PERCPU_HASH."""
 
     map_types = (MapType.LRU_PERCPU_HASH,)
-    lru = True
     percpu = True
 
 
