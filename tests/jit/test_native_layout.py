@@ -9,6 +9,7 @@ from __future__ import annotations
 from pybpf.jit.compile import RunStateField
 from pybpf.jit.native import ENV, ENV_SIZE, EnvField, build_library, layout, library
 from pybpf.jit.native import packet as native_packet
+from pybpf.kernel import runenv
 from pybpf.kernel.maps import base, hash, lpm_trie, ringbuf
 from pybpf.kernel.runenv import ETH_HLEN, SKB_SHARED_INFO, XDP_FRAME_SIZE
 
@@ -42,6 +43,8 @@ def test_element_and_node_layouts() -> None:
 def test_xdp_bounds_are_the_kernel_layers() -> None:
     assert (native_packet.XDP_FRAME_SIZE, native_packet.SKB_SHARED_INFO, native_packet.ETH_HLEN) == (
         XDP_FRAME_SIZE, SKB_SHARED_INFO, ETH_HLEN)
+    assert native_packet.XDP_META_MAX == runenv.XDP_META_MAX
+    assert [runenv.metalen_invalid(n) for n in (0, 4, 252, 254, 256)] == [False, False, False, True, True]
 
 
 def test_env_block_follows_the_run_state() -> None:
@@ -62,3 +65,21 @@ def test_library_builds_once_and_names_every_function() -> None:
         assert lib.address(name) % 16 == 0  # functions are aligned
     assert img.code_size <= len(img.code)
     assert img.relocs and img.relocs[0][1] == "clock_gettime"
+
+
+def test_lru_layout_is_the_kernel_layers() -> None:
+    from pybpf.jit.native import lru as native_lru
+    from pybpf.kernel.maps import lru
+
+    assert (native_lru.ACTIVE, native_lru.INACTIVE, native_lru.FREE, native_lru.LOCAL_FREE,
+            native_lru.LOCAL_PENDING) == (lru.ACTIVE, lru.INACTIVE, lru.FREE, lru.LOCAL_FREE, lru.LOCAL_PENDING)
+    assert (native_lru.E_TYPE, native_lru.E_CPU) == (lru.E_TYPE, lru.E_CPU)
+    assert (layout.Elem.LRU_PREV, layout.Elem.LRU_NEXT, layout.Elem.REF) == (lru.E_PREV, lru.E_LNEXT, lru.E_REF)
+    assert (native_lru.LOCAL_FREE_TARGET, native_lru.PERCPU_FREE_TARGET) == (lru.LOCAL_FREE_TARGET,
+                                                                            lru.PERCPU_FREE_TARGET)
+    # the area's size as lru_setup computes it: heads, list blocks, local blocks
+    for ncpus in (1, 2, 5):
+        for percpu in (False, True):
+            nheads = 2 * ncpus if percpu else 2 + ncpus
+            size = 8 * nheads + 16 * (ncpus if percpu else 1) + (0 if percpu else 8 * ncpus)
+            assert size == lru.lru_area_size(ncpus, percpu)

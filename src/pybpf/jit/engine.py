@@ -23,13 +23,23 @@ helpers work on them unchanged.
 
 How the kernel layer calls it (``BPF_PROG_TEST_RUN`` of an XDP program, ``engine="jit"``)::
 
-    eng = JitEngine(prog, helpers=helper_table(...), map_kind=RegionKind.MAP)   # once per program
+    eng = JitEngine(prog, helpers=helper_table(...), exit_exceptions=(ProgramExit,),
+                    space=native_space(kernel))          # once per program (Runner.impl)
     x = eng.xdp_buff(data_in[:linear], headroom=headroom, meta_len=meta_sz,
                      ingress_ifindex=ingress, rx_queue_index=rxq, frags=data_in[linear:])
     env = RunEnv(kernel, prog, cpu=cpu, xdp=x)
     run = eng.run_xdp(x, repeat, env=env, cpu=cpu)    # run.retval (u32), run.duration (mean ns)
     data_out = x.packet(); ctx data/data_end = x.data - x.data_meta, x.data_end - x.data_meta
-    # env.ri now holds what bpf_redirect*/bpf_redirect_map decided (native or Python)
+    # env.ri now holds what bpf_redirect*/bpf_redirect_map decided (native or Python);
+    # prog.account(run.total_ns, run.runs); hold the run lock and keep kernel.cpu = cpu meanwhile
+
+and for skb programs ``s = eng.skb_buff(frame, l2=is_l2, fields=fields)`` (``s.ctx_buf``,
+``s.set_field`` as on ``SkbState``), ``eng.run_skb(s, repeat, env=env, network_offset=...,
+mac_offset=...)``. ``tests/jit/test_native_engine.py`` (fixture ``jit_test_runs``) routes the kernel
+layer's own ``test_run`` through the engine exactly this way and compares every program of
+``tests/kernel/progs/runs.c`` with the interpreter. :meth:`JitEngine.run` (one run on a context the
+caller built) is also a drop-in for ``JitProgram.run``, but only ``xdp_buff``/``skb_buff`` keep a
+packet's offsets in step with what native helpers do to the context's pointers.
 """
 
 from __future__ import annotations
@@ -50,7 +60,7 @@ from pybpf.jit.runtime import BatchRunner, JitProgram, NativeBuffer
 from pybpf.progtypes import SKB_RUNTIME, XDP_RUNTIME, descriptor
 from pybpf.uapi import HelperId, MapType
 
-__all__ = ["JitEngine", "NativeSkb", "NativeSpace", "NativeXdpBuff", "RunResult", "XdpFrameResult"]
+__all__ = ["JitEngine", "NativeSkb", "NativeSpace", "NativeXdpBuff", "RedirectRecord", "RunResult", "XdpFrameResult"]
 
 PAGE_SIZE = 4096
 XDP_PACKET_HEADROOM = 256
@@ -133,7 +143,8 @@ class NativeSpace:
 
 
 class NativeXdpBuff:
-    """An ``xdp_buff`` in native memory: one page, ``[hard_start | headroom | meta | data | tailroom]``.
+    """An ``xdp_buff`` in native memory: one page, ``[hard_start | headroom | meta | data | tailroom]``,
+    described by the runtime context block ``ctx`` (``XDP_RUNTIME.size`` bytes).
 
     The interface of the kernel layer's ``XdpState`` (``buf`` and offsets into it), but the truth is
     the runtime context the program reads: ``data`` / ``data_end`` / ``data_meta`` read and write its
@@ -141,8 +152,8 @@ class NativeXdpBuff:
     offsets) always agree; :meth:`sync` has nothing left to do.
     """
 
-    def __init__(self, runner: BatchRunner, linear: bytes, *, headroom: int, meta_len: int, ingress_ifindex: int,
-                 rx_queue_index: int, frags: bytes = b"") -> None:
+    def __init__(self, ctx: NativeBuffer, linear: bytes, *, headroom: int, meta_len: int, ingress_ifindex: int = 1,
+                 rx_queue_index: int = 0, frags: bytes = b"") -> None:
         if (headroom < 0 or meta_len < 0 or meta_len > len(linear)
                 or headroom + len(linear) > PAGE_SIZE - SKB_SHARED_INFO):
             raise ValueError("the frame does not fit in one page with its headroom and tailroom")
@@ -151,8 +162,8 @@ class NativeXdpBuff:
         self.page.write(bytes(linear), headroom)
         self.buf = self.page.view()
         self.frags = bytes(frags)
-        self._ctx = runner.ctx
-        self._ctxv = runner.ctx.view()
+        self._ctx = ctx
+        self._ctxv = ctx.view()
         self.offset = headroom + meta_len  # where data starts, for the batch driver
         self.length = len(linear) - meta_len
         self.meta_len = meta_len
@@ -224,7 +235,7 @@ class NativeSkb:
     ``buf = [NET_SKB_PAD | frame | tailroom]``, ``data`` (offset of ``skb->data``), ``len``, the
     context's scalar fields through :meth:`field` / :meth:`set_field`."""
 
-    def __init__(self, runner: BatchRunner, frame: bytes, *, l2: bool, fields: Mapping[str, int | bytes],
+    def __init__(self, ctx: NativeBuffer, frame: bytes, *, l2: bool, fields: Mapping[str, int | bytes],
                  eth_hlen: int = 14) -> None:
         self.page = NativeBuffer(NET_SKB_PAD + len(frame) + SKB_SHARED_INFO)
         self.page.write(bytes(frame), NET_SKB_PAD)
@@ -233,8 +244,8 @@ class NativeSkb:
         self.l2 = l2
         self.data = NET_SKB_PAD if l2 else NET_SKB_PAD + eth_hlen
         self.len = len(frame) - (0 if l2 else eth_hlen)
-        self._ctx = runner.ctx
-        self._ctxv = runner.ctx.view()
+        self._ctx = ctx
+        self._ctxv = ctx.view()
         self._ctxv[:] = bytes(len(self._ctxv))
         for name, value in fields.items():
             self.set_field(name, value)
@@ -261,6 +272,11 @@ class NativeSkb:
         return self.page.address + self.data
 
     @property
+    def ctx_buf(self) -> memoryview:
+        """The runtime context's bytes (what ``SkbState.ctx_buf`` is: callers store fields in it)."""
+        return self._ctxv
+
+    @property
     def ctx_address(self) -> int:
         return self._ctx.address
 
@@ -283,11 +299,27 @@ class RunResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RedirectRecord:
+    """What the native redirect helpers decided in one run (``bpf_redirect_info``): ``written`` has
+    a :class:`~pybpf.jit.native.RiWritten` bit per field they set; ``map`` is the map object of a
+    broadcast redirect."""
+
+    written: int = 0
+    tgt_index: int = 0
+    map_id: int = 0
+    map_type: int = 0
+    flags: int = 0
+    map: Any = None
+
+
+@dataclass(frozen=True, slots=True)
 class XdpFrameResult:
-    """One frame of :meth:`JitEngine.run_xdp_frames`: the verdict and the frame after the run."""
+    """One frame of :meth:`JitEngine.run_xdp_frames`: the verdict, the frame after the run, and
+    (for programs that call a redirect helper) that frame's redirect decision."""
 
     verdict: int
     data: bytes
+    redirect: RedirectRecord | None = None
 
 
 # -- the engine -----------------------------------------------------------------------------------------
@@ -338,13 +370,15 @@ class JitEngine:
     ``helpers``: the kernel layer's vm-style helper table (id → ``fn(ctx, r1..r5)``); the native
     library replaces the ids it implements. ``exit_exceptions``: the vm's ``ProgramExit``.
     ``map_kind`` / ``scratch_kind``: the vm's ``RegionKind.MAP`` / ``RegionKind.MEM``, which the
-    Python helpers compare regions with. ``verified=False`` is refused (the JIT only runs what the
-    verifier accepted).
+    Python helpers compare regions with, for the :class:`NativeSpace` made here — or ``space``: the
+    caller's own object with that interface (``map_at``, ``map_region``, ``find``, ``add``,
+    ``remove``), given to Python helpers as ``ctx.space``. ``verified=False`` is refused (the JIT
+    only runs what the verifier accepted).
     """
 
     def __init__(self, program: Any, *, helpers: Mapping[int, Callable[..., Any]] | None = None,
                  prog_type: int | None = None, exit_exceptions: tuple[type[BaseException], ...] = (),
-                 map_kind: Any = "map", scratch_kind: Any = "mem", verified: bool = True,
+                 map_kind: Any = "map", scratch_kind: Any = "mem", space: Any = None, verified: bool = True,
                  _root: JitEngine | None = None) -> None:
         if not verified:
             raise JitError("the JIT engine runs verified programs only")
@@ -362,10 +396,15 @@ class JitEngine:
         self._prog_arrays = {mid: _ProgArray(m) for mid, m in self.used_maps.items()
                              if int(m.map_type) == MapType.PROG_ARRAY}
         self._targets: dict[int, tuple[Any, JitEngine]] = {} if _root is None else _root._targets
-        self.space = NativeSpace(self.used_maps.values(), map_kind=map_kind, scratch_kind=scratch_kind) \
-            if _root is None else _root.space
-        for m in self.used_maps.values():
-            self.space.add_map(m)
+        if _root is not None:
+            self.space: Any = _root.space
+        elif space is not None:
+            self.space = space
+        else:
+            self.space = NativeSpace(map_kind=map_kind, scratch_kind=scratch_kind)
+        if hasattr(self.space, "add_map"):
+            for m in self.used_maps.values():
+                self.space.add_map(m)
         self.native_ids: frozenset[int] = frozenset()
         self.prog = self._variant(False)
         if _root is None:
@@ -426,6 +465,7 @@ class JitEngine:
             raw = pa.slots()
             if raw == pa._seen:
                 continue
+            pa._seen = raw  # first: programs that tail-call each other come back here
             stride = int(pa.map.elem_size)
             for i in range(int(pa.map.max_entries)):
                 pid = int.from_bytes(raw[i * stride:i * stride + 4], "little")
@@ -437,7 +477,6 @@ class JitEngine:
                         eng._refresh_tail_calls()
                         address = eng.prog.tail_call_address
                 pa.table.write(address.to_bytes(8, "little"), _TAIL_PTRS_OFF + 8 * i)
-            pa._seen = raw
 
     # -- per-run env -----------------------------------------------------------------------------------
     def _begin(self, prog: JitProgram, cpu: int, skb: NativeSkb | None = None,
@@ -452,33 +491,57 @@ class JitEngine:
         self._refresh_tail_calls()
         return view
 
-    def _finish(self, view: memoryview, env: Any) -> None:
-        """Copy what native redirect helpers decided into ``env.ri`` (the kernel's redirect info)."""
+    def _finish(self, view: memoryview, env: Any) -> RedirectRecord:
+        """What native redirect helpers decided, copied into ``env.ri`` (the kernel's redirect
+        info) when the env has one."""
         written = struct.unpack_from("<I", view, ENV + EnvField.RI_WRITTEN)[0]
-        ri = getattr(env, "ri", None)
-        if not written or ri is None:
-            return
+        if not written:
+            return RedirectRecord()
         tgt, map_id, map_type = struct.unpack_from("<III", view, ENV + EnvField.RI_TGT)
         flags, map_addr = struct.unpack_from("<QQ", view, ENV + EnvField.RI_FLAGS)
-        if written & RiWritten.TGT:
-            ri.tgt_index = tgt
-        if written & RiWritten.MAP_ID:
-            ri.map_id = map_id
-        if written & RiWritten.MAP_TYPE:
-            ri.map_type = map_type
-        if written & RiWritten.FLAGS:
-            ri.flags = flags
-        if written & RiWritten.MAP:
-            ri.map = self.space.map_at(map_addr) if map_addr else None
+        rec = RedirectRecord(written, tgt, map_id, map_type, flags,
+                             self.space.map_at(map_addr) if map_addr else None)
+        ri = getattr(env, "ri", None)
+        if ri is not None:
+            if written & RiWritten.TGT:
+                ri.tgt_index = tgt
+            if written & RiWritten.MAP_ID:
+                ri.map_id = map_id
+            if written & RiWritten.MAP_TYPE:
+                ri.map_type = map_type
+            if written & RiWritten.FLAGS:
+                ri.flags = flags
+            if written & RiWritten.MAP:
+                ri.map = rec.map  # the map of a broadcast redirect
+        return rec
+
+    @property
+    def calls_native_redirect(self) -> bool:
+        """Whether the program calls a redirect helper bound natively (its decisions are per run)."""
+        from pybpf.progtypes.internal import INTERNAL_FUNCTIONS
+
+        ids = {int(HelperId.redirect), int(HelperId.redirect_map)}
+        ids |= {f.id for f in INTERNAL_FUNCTIONS if f.replaces == HelperId.redirect_map}
+        return bool(ids & self.native_ids)
 
     # -- runs ------------------------------------------------------------------------------------------
     def runner(self, *, frags: bool = False) -> BatchRunner:
         """The batch runner of this program for its type's runtime layout."""
         key = (frags, self.desc.runtime.name)
         r = self._runners.get(key)
-        if r is None:
-            r = self._runners[key] = BatchRunner(self._variant(frags), self.desc.runtime)
+        if r is None:  # every variant runs on the same context block
+            shared = next(iter(self._runners.values()), None)
+            r = self._runners[key] = BatchRunner(self._variant(frags), self.desc.runtime,
+                                                 ctx=shared.ctx if shared is not None else None)
         return r
+
+    def _runner_on(self, ctx: NativeBuffer, *, frags: bool = False) -> BatchRunner:
+        """The batch runner for a context block: the engine's own, or one made for a buffer built
+        elsewhere (``NativeXdpBuff(NativeBuffer(XDP_RUNTIME.size), ...)``)."""
+        runner = self.runner(frags=frags)
+        if runner.ctx is ctx:
+            return runner
+        return BatchRunner(self._variant(frags), self.desc.runtime, ctx=ctx)
 
     def xdp_buff(self, linear: bytes, *, headroom: int = XDP_PACKET_HEADROOM, meta_len: int = 0,
                  ingress_ifindex: int = 1, rx_queue_index: int = 0, frags: bytes = b"") -> NativeXdpBuff:
@@ -486,14 +549,14 @@ class JitEngine:
         first ``meta_len`` bytes of ``linear`` are metadata; ``frags``: the non-linear part)."""
         if self.desc.test_run != "xdp":
             raise JitError(f"{self.desc.name} programs do not take an xdp_buff")
-        return NativeXdpBuff(self.runner(frags=bool(frags)), linear, headroom=headroom, meta_len=meta_len,
+        return NativeXdpBuff(self.runner().ctx, linear, headroom=headroom, meta_len=meta_len,
                              ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, frags=frags)
 
     def run_xdp(self, xdp: NativeXdpBuff, repeat: int = 1, *, env: Any = None, cpu: int = 0) -> RunResult:
         """``repeat`` runs (0 = 1) on ``xdp``, one native call: each run sees what the previous one
         left (``bpf_xdp_adjust_*``), as the kernel's test runs do."""
         n = max(1, repeat)
-        runner = self.runner(frags=bool(xdp.frags))
+        runner = self._runner_on(xdp._ctx, frags=bool(xdp.frags))
         with self._lock:
             view = self._begin(runner.program, cpu)
             res, spent = runner.repeat_timed(xdp.page, xdp.offset, xdp.length, n, headroom=xdp.headroom, env=env,
@@ -524,25 +587,38 @@ class JitEngine:
         for name, value in (("ingress_ifindex", ingress_ifindex), ("rx_queue_index", rx_queue_index),
                             ("egress_ifindex", 0), ("frame_sz", PAGE_SIZE)):
             struct.pack_into("<I", ctxv, f_[name].offset, value & _U32)
+        lengths = [len(f) for f in frames]
         with self._lock:
-            view = self._begin(runner.program, cpu)
-            res = runner.run(blob, offsets, [len(f) for f in frames], headroom=XDP_PACKET_HEADROOM, env=env)
-            self._finish(view, env)
+            if not self.calls_native_redirect:
+                view = self._begin(runner.program, cpu)
+                res = runner.run(blob, offsets, lengths, headroom=XDP_PACKET_HEADROOM, env=env)
+                self._finish(view, env)
+                verdicts, starts, lens, records = res.verdicts, res.starts, res.lengths, [None] * len(frames)
+            else:  # one call per frame: each frame's redirect decision is its own
+                verdicts, starts, lens, records = [], [], [], []
+                for off, n in zip(offsets, lengths, strict=True):
+                    view = self._begin(runner.program, cpu)
+                    one = runner.run(blob, [off], [n], headroom=XDP_PACKET_HEADROOM, env=env)
+                    records.append(self._finish(view, env))
+                    verdicts += one.verdicts
+                    starts += one.starts
+                    lens += one.lengths
         data = blob.read()
-        return [XdpFrameResult(v, data[s:s + n]) for v, s, n in zip(res.verdicts, res.starts, res.lengths, strict=True)]
+        return [XdpFrameResult(v, data[s:s + n], rec)
+                for v, s, n, rec in zip(verdicts, starts, lens, records, strict=True)]
 
     def skb_buff(self, frame: bytes, *, l2: bool, fields: Mapping[str, int | bytes]) -> NativeSkb:
         """A native ``sk_buff`` (``l2``: the program sees the frame from the MAC header)."""
         if self.desc.test_run != "skb":
             raise JitError(f"{self.desc.name} programs do not take an sk_buff")
-        return NativeSkb(self.runner(), frame, l2=l2, fields=fields)
+        return NativeSkb(self.runner().ctx, frame, l2=l2, fields=fields)
 
     def run_skb(self, skb: NativeSkb, repeat: int = 1, *, env: Any = None, cpu: int = 0,
                 network_offset: int | None = None, mac_offset: int | None = None) -> RunResult:
         """``repeat`` runs on ``skb`` in one native call. ``network_offset`` / ``mac_offset`` (from
         ``skb->data``) serve LD_ABS's SKF_NET_OFF / SKF_LL_OFF."""
         n = max(1, repeat)
-        runner = self.runner()
+        runner = self._runner_on(skb._ctx)
         saved = {name: skb.field(name) for name in ("data", "data_end", "data_meta")}
         with self._lock:
             view = self._begin(runner.program, cpu, skb, network_offset, mac_offset)
@@ -553,15 +629,43 @@ class JitEngine:
                 skb.set_field(name, v)
         return RunResult(res.verdicts[0] & _U32, min(spent // n, _U32), spent, n)
 
-    def run(self, r1: int = 0, *, env: Any = None, cpu: int = 0) -> int:
+    def run(self, r1: int = 0, *, env: Any = None, cpu: int | None = None, skb: Any = None) -> int:
         """One run with R1 = ``r1`` (an address of native memory: a context the caller built, e.g.
-        raw tracepoint arguments in a :class:`~pybpf.jit.runtime.NativeBuffer`); returns r0."""
+        raw tracepoint arguments in a :class:`~pybpf.jit.runtime.NativeBuffer`); returns r0 — the
+        drop-in for :meth:`JitProgram.run`. ``cpu`` defaults to ``env.cpu``; ``skb`` (the vm's
+        ``SkbView`` shape: native ``data``, ``headlen``, ``network_offset``, ``mac_offset``) serves
+        LD_ABS / LD_IND."""
         prog = self.prog
+        if cpu is None:
+            cpu = int(getattr(env, "cpu", 0) or 0)
         with self._lock:
             view = self._begin(prog, cpu)
+            if skb is not None:
+                struct.pack_into("<QQqq", view, ENV + EnvField.SKB_DATA, int(skb.data), int(skb.headlen),
+                                 NO_OFFSET if skb.network_offset is None else int(skb.network_offset),
+                                 NO_OFFSET if skb.mac_offset is None else int(skb.mac_offset))
             r0 = prog.run(r1, env=env)
             self._finish(view, env)
         return r0
+
+    # what callers of a JitProgram use (``prog dump jited``, tail-call tables)
+    @property
+    def image(self) -> Any:
+        """The compiled :class:`~pybpf.jit.compile.JitImage`."""
+        return self.prog.image
+
+    @property
+    def entry_address(self) -> int:
+        return self.prog.entry_address
+
+    @property
+    def tail_call_address(self) -> int:
+        return self.prog.tail_call_address
+
+    @property
+    def context(self) -> Any:
+        """The helper context Python helpers receive (``.env``, ``.space``...)."""
+        return self.prog.context
 
     def close(self) -> None:
         for prog in self._variants.values():

@@ -492,13 +492,17 @@ class BatchRunner:
     :class:`NativeBuffer`; offsets and lengths say where each one is.
     """
 
-    def __init__(self, program: JitProgram, layout: PacketContextLayout | Any) -> None:
+    def __init__(self, program: JitProgram, layout: PacketContextLayout | Any, *,
+                 ctx: NativeBuffer | None = None) -> None:
         if not isinstance(layout, PacketContextLayout):
             layout = PacketContextLayout.from_runtime(layout)
         self.program = program
         self.layout = layout
         self._driver_fn = _DRIVER_CFUNC(_driver(layout).address)
-        self.ctx = NativeBuffer(layout.size)
+        if ctx is not None and ctx.size < layout.size:
+            raise JitError(f"a context block of {ctx.size} bytes is too small for {layout.name}")
+        self.ctx = ctx if ctx is not None else NativeBuffer(layout.size)
+        """The runtime-context block (``ctx``: share one between runners of the same context)."""
         self._args = (ctypes.c_uint64 * (BatchArg.SIZE // 8))()
         self._args[BatchArg.PROG_ENTRY // 8] = program.entry_address
         self._args[BatchArg.CTX // 8] = self.ctx.address

@@ -1,12 +1,12 @@
-"""HASH, PERCPU_HASH, LRU_HASH, LRU_PERCPU_HASH (and DEVMAP_HASH lookups) on the kernel layer's
-hash-table storage (``kernel/maps/hash.py``), in machine code.
+"""HASH, PERCPU_HASH (writers and lookups) and LRU_HASH, LRU_PERCPU_HASH, DEVMAP_HASH (lookups) on
+the kernel layer's hash-table storage (``kernel/maps/hash.py``), in machine code.
 
-One implementation serves the four types: the map type in the header decides per call whether the
-LRU list is kept (9, 10) and whether values are per-CPU (5, 10). Each operation is the kernel layer's
-Python method transcribed — same search order, same free-list and bump allocation, same bucket and
-LRU list surgery, same second-chance eviction — so that after any mix of native and Python
-operations the storage holds the same bytes. Writers hold the map's lock word; lookups take no lock,
-as the Python code's do (a step limit bounds every chain walk).
+One implementation serves the types: the map type in the header decides per call whether a lookup
+marks the element referenced (LRU: 9, 10) and whether values are per-CPU (5, 10). Each operation is
+the kernel layer's Python method transcribed — same search order, same free-list and bump
+allocation, same bucket surgery — so that after any mix of native and Python operations the storage
+holds the same bytes. Writers hold the map's lock word; lookups take no lock, as the Python code's
+do (a step limit bounds every chain walk). The LRU types' writers are :mod:`pybpf.jit.native.lru`.
 
 Functions (System V unless noted; ``map`` is the storage address):
 
@@ -15,7 +15,8 @@ Functions (System V unless noted; ``map`` is the storage address):
 * ``htab_lookup_percpu(map, key, cpu)`` — ``bpf_map_lookup_percpu_elem``;
 * ``htab_lookup_raw(map, key)`` — ``__htab_map_lookup_elem``: the *element* (the verifier's inline
   sequence steps to the value);
-* ``htab_update(map, key, value, flags)`` / ``htab_delete(map, key)`` — negative errno or 0.
+* ``htab_update(map, key, value, flags)`` / ``htab_delete(map, key)`` — HASH and PERCPU_HASH:
+  negative errno or 0.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pybpf.jit.native.asm import Asm
 from pybpf.jit.native.common import memcpy, memset0, round8
 from pybpf.jit.native.layout import ENV, ERRNO, FL_USED, NO_SPIN_LOCK, Elem, EnvField, Hdr
 from pybpf.jit.x86 import encoder as x
-from pybpf.jit.x86.encoder import R8, R9, R11, R12, R13, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP, Cond, Mem
+from pybpf.jit.x86.encoder import R8, R9, R12, R13, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP, Cond, Mem
 from pybpf.uapi import MapType
 
 __all__ = ["emit_hashtab", "emit_is_type"]
@@ -48,9 +49,6 @@ def emit_is_type(a: Asm, map_reg: x.Reg, types: tuple[int, ...], yes: object, sc
 def emit_hashtab(a: Asm) -> None:
     _elem(a)
     _alloc_slot(a)
-    _lru_unlink(a)
-    _lru_push_front(a)
-    _lru_evict(a)
     _lookup(a)
     _update(a)
     _delete(a)
@@ -102,115 +100,6 @@ def _alloc_slot(a: Asm) -> None:
     a(x.alu_ri(A.ADD, RAX, 1, 32))
     a.st32(RBX, Hdr.BUMP, RAX)
     a(x.ret())
-    a.at(none)
-    a.ret_imm(0)
-
-
-def _lru_unlink(a: Asm) -> None:
-    """``lru_unlink``: take slot edi out of the LRU list of the map at rbx. Clobbers rax, rcx, rdx,
-    rsi; keeps rdi."""
-    a.func("lru_unlink")
-    at_head, after, at_tail = a.new(), a.new(), a.new()
-    _elem_of(a, RDI)
-    a.ld32(RDX, RAX, Elem.LRU_PREV)
-    a.ld32(RSI, RAX, Elem.LRU_NEXT)
-    a(x.test_rr(RDX, RDX, 32))
-    a.jcc(Cond.E, at_head)
-    _elem_of(a, RDX)
-    a.st32(RAX, Elem.LRU_NEXT, RSI)
-    a.jmp(after)
-    a.at(at_head)
-    a.st32(RBX, Hdr.HEAD, RSI)
-    a.at(after)
-    a(x.test_rr(RSI, RSI, 32))
-    a.jcc(Cond.E, at_tail)
-    _elem_of(a, RSI)
-    a.st32(RAX, Elem.LRU_PREV, RDX)
-    a(x.ret())
-    a.at(at_tail)
-    a.st32(RBX, Hdr.TAIL, RDX)
-    a(x.ret())
-
-
-def _lru_push_front(a: Asm) -> None:
-    """``lru_push_front``: make slot edi the most recently used of the map at rbx. Clobbers rax,
-    rcx, rdx; keeps rdi."""
-    a.func("lru_push_front")
-    empty, done = a.new(), a.new()
-    _elem_of(a, RDI)
-    a.ld32(RDX, RBX, Hdr.HEAD)
-    a(x.mov_store_imm(Mem(RAX, Elem.LRU_PREV), 0, 32))
-    a.st32(RAX, Elem.LRU_NEXT, RDX)
-    a(x.test_rr(RDX, RDX, 32))
-    a.jcc(Cond.E, empty)
-    _elem_of(a, RDX)
-    a.st32(RAX, Elem.LRU_PREV, RDI)
-    a.jmp(done)
-    a.at(empty)
-    a.st32(RBX, Hdr.TAIL, RDI)
-    a.at(done)
-    a.st32(RBX, Hdr.HEAD, RDI)
-    a(x.ret())
-
-
-def _lru_evict(a: Asm) -> None:
-    """``lru_evict``: ``_lru_evict`` — evict the least recently used element of the map at rbx,
-    giving referenced ones a second chance; eax = its slot + 1, or 0. Clobbers caller-saved
-    registers."""
-    a.func("lru_evict")
-    loop, none, evict, walk, found, unlink_head, unlinked = (a.new() for _ in range(7))
-    a.ld32(R8, RBX, Hdr.MAX_ENTRIES)
-    a(x.lea(R8, Mem(R8, 2, R8)))  # limit = 2 * max_entries + 2
-    a.zero(R9)  # steps
-    a.at(loop)
-    a(x.alu_rr(A.CMP, R9, R8))
-    a.jcc(Cond.AE, none)
-    a.ld32(RDI, RBX, Hdr.TAIL)
-    a(x.test_rr(RDI, RDI, 32))
-    a.jcc(Cond.E, none)
-    _elem_of(a, RDI)
-    a(x.movzx(RCX, Mem(RAX, Elem.REF), 8, 32))
-    a(x.test_rr(RCX, RCX, 32))
-    a.jcc(Cond.E, evict)
-    a(x.mov_store_imm(Mem(RAX, Elem.REF), 0, 8))
-    a.call("lru_unlink")
-    a.call("lru_push_front")
-    a(x.alu_ri(A.ADD, R9, 1))
-    a.jmp(loop)
-    a.at(evict)
-    # find the slot's predecessor in its bucket chain (the chain holds it once: keys are unique)
-    a(x.mov_load(R11, Mem(RAX, Elem.HASH), 32))
-    _bucket(a, R11, R11)
-    a.ld32(RSI, R11)  # cur
-    a.zero(RDX)  # prev
-    a.ld32(R9, RBX, Hdr.MAX_ENTRIES)
-    a(x.alu_ri(A.ADD, R9, 1))
-    a.at(walk)
-    a(x.test_rr(RSI, RSI, 32))
-    a.jcc(Cond.E, unlinked)
-    a(x.test_rr(R9, R9))
-    a.jcc(Cond.E, unlinked)
-    a(x.alu_ri(A.SUB, R9, 1))
-    a(x.alu_rr(A.CMP, RSI, RDI, 32))
-    a.jcc(Cond.E, found)
-    a(x.mov_rr(RDX, RSI, 32))
-    _elem_of(a, RSI)
-    a.ld32(RSI, RAX, Elem.NEXT)
-    a.jmp(walk)
-    a.at(found)
-    _elem_of(a, RDI)
-    a.ld32(RSI, RAX, Elem.NEXT)
-    a(x.test_rr(RDX, RDX, 32))
-    a.jcc(Cond.E, unlink_head)
-    _elem_of(a, RDX)
-    a.st32(RAX, Elem.NEXT, RSI)
-    a.jmp(unlinked)
-    a.at(unlink_head)
-    a.st32(R11, 0, RSI)
-    a.at(unlinked)
-    a.call("lru_unlink")
-    a(x.alu_ri(A.SUB, Mem(RBX, Hdr.COUNT), 1, 32))
-    a(x.mov_rr(RAX, RDI, 32), x.ret())
     a.at(none)
     a.ret_imm(0)
 
@@ -395,8 +284,8 @@ def _update(a: Asm) -> None:
     a.jcc(Cond.E, einval)
     emit_is_type(a, RDI, PERCPU_TYPES, einval)
     a.at(flags_ok)
-    errors = {e: a.new() for e in (ERRNO.EEXIST, ERRNO.ENOENT, ERRNO.E2BIG, ERRNO.ENOMEM, ERRNO.EBUSY)}
-    out, out_unlock, busy_nolock, found, not_found, have_slot, lru_done, success = (a.new() for _ in range(8))
+    errors = {e: a.new() for e in (ERRNO.EEXIST, ERRNO.ENOENT, ERRNO.E2BIG, ERRNO.EBUSY)}
+    out, out_unlock, busy_nolock, found, not_found, have_slot, success = (a.new() for _ in range(7))
     _frame_enter(a)
     a(x.mov_rr(RBX, RDI), x.mov_rr(R13, RSI))
     a.st64(RSP, _VALUE, RDX)
@@ -414,13 +303,6 @@ def _update(a: Asm) -> None:
     a(x.alu_ri(A.CMP, RCX, NOEXIST, 32))
     a.jcc(Cond.E, errors[ERRNO.EEXIST])
     _write_value(a, errors[ERRNO.EBUSY], new=False)
-    lru_move = a.new()
-    emit_is_type(a, RBX, LRU_TYPES, lru_move, RCX)
-    a.jmp(success)
-    a.at(lru_move)
-    a(x.mov_rr(RDI, R15, 32))
-    a.call("lru_unlink")
-    a.call("lru_push_front")
     a.jmp(success)
     a.at(not_found)
     a(x.alu_ri(A.CMP, RCX, EXIST, 32))
@@ -433,15 +315,7 @@ def _update(a: Asm) -> None:
     a(x.mov_rr(R15, RAX, 32))
     a.at(no_alloc)
     a(x.test_rr(R15, R15, 32))
-    a.jcc(Cond.NE, have_slot)
-    is_lru = a.new()
-    emit_is_type(a, RBX, LRU_TYPES, is_lru)
-    a.jmp(errors[ERRNO.E2BIG])
-    a.at(is_lru)
-    a.call("lru_evict")
-    a(x.mov_rr(R15, RAX, 32))
-    a(x.test_rr(R15, R15, 32))
-    a.jcc(Cond.E, errors[ERRNO.ENOMEM])
+    a.jcc(Cond.E, errors[ERRNO.E2BIG])
     a.at(have_slot)
     _elem_of(a, R15)
     a(x.mov_rr(RBP, RAX))  # the new element
@@ -463,13 +337,6 @@ def _update(a: Asm) -> None:
     a.ld32(RCX, RDX)
     a.st32(RBP, Elem.NEXT, RCX)
     a.st32(RDX, 0, R15)
-    lru_push = a.new()
-    emit_is_type(a, RBX, LRU_TYPES, lru_push, RCX)
-    a.jmp(lru_done)
-    a.at(lru_push)
-    a(x.mov_rr(RDI, R15, 32))
-    a.call("lru_push_front")
-    a.at(lru_done)
     a(x.alu_ri(A.ADD, Mem(RBX, Hdr.COUNT), 1, 32))
     a.at(success)
     a.zero(RAX)
@@ -512,13 +379,6 @@ def _delete(a: Asm) -> None:
     _bucket(a, RCX, R14)
     a.st32(RCX, 0, RDX)
     a.at(unlinked)
-    not_lru, lru = a.new(), a.new()
-    emit_is_type(a, RBX, LRU_TYPES, lru, RCX)
-    a.jmp(not_lru)
-    a.at(lru)
-    a(x.mov_rr(RDI, R15, 32))
-    a.call("lru_unlink")
-    a.at(not_lru)
     _elem_of(a, R15)
     a(x.mov_store_imm(Mem(RAX, Elem.FLAGS), 0, 32))
     a.ld32(RDX, RBX, Hdr.FREE_HEAD)

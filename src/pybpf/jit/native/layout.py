@@ -113,6 +113,7 @@ class ERRNO(IntEnum):
     EBUSY = 16
     EEXIST = 17
     EINVAL = 22
+    ENOSPC = 28
 
 
 ENV = int(RunStateField.SIZE)

@@ -33,6 +33,7 @@ from pybpf.jit.native.common import emit_common
 from pybpf.jit.native.hashtab import emit_hashtab
 from pybpf.jit.native.layout import ERRNO, Hdr
 from pybpf.jit.native.lpm import emit_lpm
+from pybpf.jit.native.lru import emit_lru
 from pybpf.jit.native.packet import emit_packet
 from pybpf.jit.native.queue_stack import emit_queue_stack
 from pybpf.jit.native.ringbuf import emit_ringbuf
@@ -54,14 +55,17 @@ __all__ = [
 
 M = MapType
 HASH_TYPES = (M.HASH, M.PERCPU_HASH, M.LRU_HASH, M.LRU_PERCPU_HASH)
+PLAIN_HASH, LRU_TYPES = (M.HASH, M.PERCPU_HASH), (M.LRU_HASH, M.LRU_PERCPU_HASH)
 
 DISPATCH: dict[str, tuple[tuple[tuple[MapType, ...], str], ...]] = {
     # generic helper → (map types, library function) in dispatch order; anything else: the default
     "map_lookup_elem": (((*HASH_TYPES, M.DEVMAP_HASH), "htab_lookup"), ((M.ARRAY, M.PERCPU_ARRAY), "array_lookup"),
                         ((M.LPM_TRIE,), "trie_lookup"), ((M.DEVMAP,), "devmap_lookup")),
-    "map_update_elem": ((HASH_TYPES, "htab_update"), ((M.ARRAY, M.PERCPU_ARRAY), "array_update"),
+    "map_update_elem": ((PLAIN_HASH, "htab_update"), (LRU_TYPES, "htab_lru_update"),
+                        ((M.ARRAY, M.PERCPU_ARRAY), "array_update"), ((M.LPM_TRIE,), "trie_update"),
                         ((M.DEVMAP, M.DEVMAP_HASH), "einval")),
-    "map_delete_elem": ((HASH_TYPES, "htab_delete"), ((M.ARRAY, M.PERCPU_ARRAY), "array_delete")),
+    "map_delete_elem": ((PLAIN_HASH, "htab_delete"), (LRU_TYPES, "htab_lru_delete"),
+                        ((M.ARRAY, M.PERCPU_ARRAY), "array_delete"), ((M.LPM_TRIE,), "trie_delete")),
     "map_push_elem": (((M.QUEUE, M.STACK), "qs_push"),),
     "map_pop_elem": (((M.QUEUE,), "queue_pop"), ((M.STACK,), "stack_pop")),
     "map_peek_elem": (((M.QUEUE,), "queue_peek"), ((M.STACK,), "stack_peek")),
@@ -92,17 +96,19 @@ INTERNAL_NATIVE: dict[str, str] = {
     "__htab_map_lookup_elem": "htab_lookup_raw",
     "htab_map_update_elem": "htab_update",
     "htab_map_delete_elem": "htab_delete",
-    "htab_lru_map_update_elem": "htab_update",
-    "htab_lru_map_delete_elem": "htab_delete",
+    "htab_lru_map_update_elem": "htab_lru_update",
+    "htab_lru_map_delete_elem": "htab_lru_delete",
     "htab_percpu_map_lookup_elem": "htab_lookup",
     "htab_percpu_map_update_elem": "htab_update",
     "htab_lru_percpu_map_lookup_elem": "htab_lookup",
-    "htab_lru_percpu_map_update_elem": "htab_update",
+    "htab_lru_percpu_map_update_elem": "htab_lru_update",
     "array_map_lookup_elem": "array_lookup",
     "array_map_update_elem": "array_update",
     "array_map_delete_elem": "array_delete",
     "percpu_array_map_lookup_elem": "array_lookup",
     "trie_lookup_elem": "trie_lookup",
+    "trie_update_elem": "trie_update",
+    "trie_delete_elem": "trie_delete",
     "queue_stack_map_push_elem": "qs_push",
     "queue_map_pop_elem": "queue_pop",
     "queue_map_peek_elem": "queue_peek",
@@ -216,8 +222,8 @@ def build_library() -> LibraryImage:
     """Emit every function (pure: bytes and tables; cached per process)."""
     buf = CodeBuffer()
     a = Asm(buf)
-    for emit in (emit_common, emit_hashtab, emit_array, emit_lpm, emit_queue_stack, emit_ringbuf, emit_system,
-                 emit_packet, _dispatchers, _trampoline):
+    for emit in (emit_common, emit_hashtab, emit_lru, emit_array, emit_lpm, emit_queue_stack, emit_ringbuf,
+                 emit_system, emit_packet, _dispatchers, _trampoline):
         emit(a)
     buf.label("code_end")
     buf.align(8)

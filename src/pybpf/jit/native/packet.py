@@ -31,6 +31,7 @@ A = x.AluOp
 XDP_FRAME_SIZE = 40  # sizeof(struct xdp_frame)
 SKB_SHARED_INFO = 320  # SKB_DATA_ALIGN(sizeof(struct skb_shared_info)), x86-64
 ETH_HLEN = 14
+XDP_META_MAX = 255  # xdp_metalen_invalid: type_max(skb_shared_info.meta_len), a u8
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 0, 1, 2, 3, 4
 TC_ACT_SHOT, TC_ACT_REDIRECT = 2, 7
 BPF_F_INGRESS, BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS = 1, 1 << 3, 1 << 4
@@ -144,7 +145,7 @@ def _adjust_meta(a: Asm) -> None:
     a(x.alu_rr(A.SUB, RAX, R8))  # metalen
     a(x.test_ri(RAX, 3, 32))
     a.jcc(Cond.NE, eacces)
-    a(x.alu_ri(A.CMP, RAX, 32))
+    a(x.alu_ri(A.CMP, RAX, XDP_META_MAX))
     a.jcc(Cond.A, eacces)
     a.st64(RDI, DATA_META, R8)
     a.ret_imm(0)
