@@ -25,6 +25,7 @@ _SUBCOMMANDS = (
     "prog",
     "map",
     "verify",
+    "explain",
     "net",
 )
 
