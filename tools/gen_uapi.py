@@ -23,9 +23,10 @@ ENUMS = {
     "bpf_attach_type": ("AttachType", "BPF_"),
     "bpf_link_type": ("LinkType", "BPF_LINK_TYPE_"),
     "bpf_func_id": ("HelperId", "BPF_FUNC_"),
-    "xdp_action": ("XdpAction", ""),
-    "sk_action": ("SkAction", ""),
-    "bpf_ret_code": ("BpfRetCode", ""),
+    "xdp_action": ("XdpAction", "XDP_"),
+    "sk_action": ("SkAction", "SK_"),
+    "bpf_ret_code": ("BpfRetCode", "BPF_"),
+    # kept whole: the loader's CO-RE code (issue 3) spells these BPF_CORE_FIELD_BYTE_OFFSET...
     "bpf_core_relo_kind": ("CoreReloKind", ""),
     "bpf_adj_room_mode": ("AdjRoomMode", "BPF_ADJ_ROOM_"),
 }
@@ -114,7 +115,8 @@ def main() -> None:
         # the current name must come first so that it is the canonical member.
         members.sort(key=lambda kv: (kv[1], kv[0].endswith("_DEPRECATED")))
         w(f"\nclass {pyname}(IntEnum):\n")
-        w(f'    """``enum {cname}``: members drop the ``{prefix}`` prefix."""\n\n')
+        what = f"members drop the ``{prefix}`` prefix" if prefix else "members keep their C names"
+        w(f'    """``enum {cname}``: {what}."""\n\n')
         seen: set[str] = set()
         for key, val in members:
             short = key[len(prefix):] if prefix and key.startswith(prefix) else key

@@ -68,6 +68,37 @@ def mem_insn(draw: st.DrawFn) -> list[Insn]:
 
 
 @st.composite
+def mem_group(draw: st.DrawFn) -> list[Insn]:
+    """Consecutive loads or stores through one pointer (what the translated tier checks as a group),
+    the pointer derived from r9 or r10 as compilers derive them, offsets near the edges and unaligned
+    ones included; sometimes the pointer is re-derived from the other region first, so a region
+    guess made earlier (in a loop: in an earlier iteration) no longer holds."""
+    ptr = draw(st.sampled_from([3, 4, 6]))
+    src = draw(st.sampled_from([9, 9, 10, 10, 5]))
+    if src == 10:
+        delta = draw(st.one_of(st.integers(-64, -1), st.integers(-520, 4)))
+    else:
+        delta = draw(st.one_of(st.integers(0, MEM_SIZE), st.integers(-4, MEM_SIZE + 4)))
+    out = [Insn(0xBF, ptr, src), Insn(0x07, ptr, imm=delta)]
+    if draw(st.booleans()):  # a variable part, as in array indexing
+        out += [Insn(0xBF, 7, draw(st.sampled_from([0, 2, 8]))), Insn(0x57, 7, imm=draw(st.sampled_from([3, 7, 15]))),
+                Insn(0x0F, ptr, 7)]
+    codes = LDX_CODES if draw(st.booleans()) else STX_CODES + ST_CODES
+    for _ in range(draw(st.integers(2, 4))):
+        code = draw(st.sampled_from(codes))
+        size = OPCODES[code].size.bytes  # type: ignore[union-attr]
+        off = draw(st.integers(-2, 3)) * size if draw(st.booleans()) else draw(st.integers(-9, 9))
+        kind = OPCODES[code].kind
+        if kind is Kind.LDX:
+            out.append(Insn(code, draw(st.sampled_from([0, 1, 2, 7])), ptr, off))
+        elif kind is Kind.STX:
+            out.append(Insn(code, ptr, draw(_reg), off))
+        else:
+            out.append(Insn(code, ptr, 0, off, draw(_imm32)))
+    return out
+
+
+@st.composite
 def misc_insn(draw: st.DrawFn) -> list[Insn]:
     choice = draw(st.sampled_from(["end", "lddw", "helper", "callx", "may_goto", "ld_abs"]))
     if choice == "ld_abs":  # legacy packet loads over the input memory (the run passes an SkbView)
@@ -105,14 +136,14 @@ def body(draw: st.DrawFn, max_len: int) -> list[Insn | tuple[str, int]]:
         if what == "alu":
             out.append(draw(alu_insn()))
         elif what == "loop":  # a counted loop on r8: mov r8, k; body; r8 -= 1; jne r8, 0, body
-            inner = [draw(st.one_of(alu_insn(st.integers(0, 7)).map(lambda i: [i]), mem_insn()))
+            inner = [draw(st.one_of(alu_insn(st.integers(0, 7)).map(lambda i: [i]), mem_insn(), mem_group()))
                      for _ in range(draw(st.integers(1, 4)))]
             flat = [i for group in inner for i in group]
             size = sum(i.width for i in flat) + 1
             out.extend([Insn(0xB7, 8, imm=draw(st.integers(1, 12))), *flat, Insn(0x17, 8, imm=1),
                         Insn(0x55, 8, 0, -(size + 1), 0)])
         elif what == "mem":
-            out.extend(draw(mem_insn()))
+            out.extend(draw(st.one_of(mem_insn(), mem_group())))
         elif what == "misc":
             out.extend(draw(misc_insn()))
         elif what == "call":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mmap
+import sys
 
 import pytest
 
@@ -88,17 +89,36 @@ def test_resize_moves_the_valid_window_without_moving_bytes() -> None:
         space.resize(pkt, end=11)
 
 
-def test_fast_tables_follow_the_regions() -> None:
+def test_the_fast_table_follows_the_regions() -> None:
     space = AddressSpace()
-    r = space.add(bytearray(8), writable=True)
-    buf, lo, hi = space.rtab[r.id & ID_MASK]
-    assert buf.obj is r.buf.obj and (lo, hi) == (r.address(), r.end_address) and space.wtab[r.id] == space.rtab[r.id]
+    r = space.add(bytearray(10), writable=True)
+    assert space.table[r.id][5:] == (None, None, None)  # typed views: only for the translated tier
+    space.enable_typed_views()
+    buf, base, start, end, wend, u16, u32, u64 = space.table[r.id & ID_MASK]
+    assert buf.obj is r.buf.obj and (base + start, base + end) == (r.address(), r.end_address) and wend == end
+    if sys.byteorder == "little":  # typed views of the same bytes, as long as whole items fit
+        u32[1] = 0x11223344
+        assert r.buf[4:8] == b"\x44\x33\x22\x11" and (len(u16), len(u32), len(u64)) == (5, 2, 1)
+    space.resize(r, start=2, end=6)
+    assert space.table[r.id][1:5] == (r.base, 2, 6, 6)
     space.set_writable(r, False)
-    assert space.wtab[r.id] is NO_ACCESS and space.rtab[r.id] is not NO_ACCESS
+    assert space.table[r.id][3:5] == (6, 0)  # loads still fit, no store does
     space.remove(r)
-    assert space.rtab[r.id] is NO_ACCESS and not r.live
+    assert space.table[r.id] is NO_ACCESS and not r.live
     with pytest.raises(MemoryFault):
         space.load(r.address(), 1)
+
+
+def test_removing_a_region_releases_every_view_so_the_mmap_can_close() -> None:
+    m = mmap.mmap(-1, 4096)
+    space = AddressSpace()
+    space.enable_typed_views()
+    region = space.add(m, RegionKind.MAP, "map")
+    space.store(region.address(8), 8, 0x0102030405060708)
+    with pytest.raises(BufferError):
+        m.close()  # still exported to the region (and its typed views)
+    space.remove(region)
+    m.close()
 
 
 def test_regions_share_mmap_buffers_without_copying() -> None:

@@ -18,8 +18,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pybpf.isa.insn import Insn
+from pybpf.isa._operators import (
+    ALU_OPERATORS,
+    ATOMIC_NAMES,
+    JMP_OPERATORS,
+    LOAD_TYPES,
+    MOVSX_CASTS,
+    SIGNED_ALU_OPERATORS,
+    SIGNED_LOAD_TYPES,
+)
+from pybpf.isa.insn import Insn, sext
 from pybpf.isa.opcodes import (
+    NOSPEC_CODE,
     OPCODES,
     AluOp,
     AtomicOp,
@@ -31,6 +41,7 @@ from pybpf.isa.opcodes import (
     PseudoSrc,
     Size,
     Source,
+    split_opcode,
 )
 from pybpf.uapi import HelperId
 
@@ -60,60 +71,14 @@ NO_CALLBACKS = KernelCallbacks()
 
 _NULL = "(null)"  # what printf("%s", NULL) prints, in glibc and in the kernel's vsnprintf alike
 
-_ALU_STR = {
-    AluOp.ADD: "+=",
-    AluOp.SUB: "-=",
-    AluOp.MUL: "*=",
-    AluOp.DIV: "/=",
-    AluOp.OR: "|=",
-    AluOp.AND: "&=",
-    AluOp.LSH: "<<=",
-    AluOp.RSH: ">>=",
-    AluOp.NEG: "neg",
-    AluOp.MOD: "%=",
-    AluOp.XOR: "^=",
-    AluOp.MOV: "=",
-    AluOp.ARSH: "s>>=",
-    AluOp.END: "endian",
-}
-_ALU_SIGN_STR = {AluOp.DIV: "s/=", AluOp.MOD: "s%="}
-_MOVSX_STR = {8: "(s8)", 16: "(s16)", 32: "(s32)"}
-_ATOMIC_ALU_STR = {AtomicOp.ADD: "add", AtomicOp.AND: "and", AtomicOp.OR: "or", AtomicOp.XOR: "xor"}
-_LDST_STR = {Size.W: "u32", Size.H: "u16", Size.B: "u8", Size.DW: "u64"}
-_LDSX_STR = {Size.W: "s32", Size.H: "s16", Size.B: "s8"}
-_JMP_STR = {
-    JmpOp.JA: "jmp",
-    JmpOp.JEQ: "==",
-    JmpOp.JGT: ">",
-    JmpOp.JLT: "<",
-    JmpOp.JGE: ">=",
-    JmpOp.JLE: "<=",
-    JmpOp.JSET: "&",
-    JmpOp.JNE: "!=",
-    JmpOp.JSGT: "s>",
-    JmpOp.JSLT: "s<",
-    JmpOp.JSGE: "s>=",
-    JmpOp.JSLE: "s<=",
-    JmpOp.CALL: "call",
-    JmpOp.EXIT: "exit",
-}
+_ALU_STR: dict[AluOp, str] = {**ALU_OPERATORS, AluOp.NEG: "neg", AluOp.END: "endian"}
+_JMP_STR: dict[JmpOp, str] = {**JMP_OPERATORS, JmpOp.JA: "jmp", JmpOp.CALL: "call", JmpOp.EXIT: "exit"}
 # Pointer-valued lddw kinds: the kernel hides their value unless the reader may see kernel pointers.
 _PTR_PSEUDO = frozenset({PseudoSrc.MAP_FD, PseudoSrc.MAP_VALUE, PseudoSrc.MAP_IDX, PseudoSrc.MAP_IDX_VALUE,
                          PseudoSrc.BTF_ID})
 _HELPER_IDS = frozenset(int(h) for h in HelperId)
 _ADDR_SPACE_CAST = 1  # BPF_ADDR_SPACE_CAST: ALU64 mov X with off = 1
 _ADDR_PERCPU = -1  # internal-only mov X with off = -1: dst = src + this CPU's per-cpu offset
-_NOSPEC_MODE = 0xC0  # BPF_ST | 0xc0: the verifier's speculation barrier (no UAPI name)
-
-
-def _s16(v: int) -> int:
-    v &= 0xFFFF
-    return v - 0x10000 if v & 0x8000 else v
-
-
-def _s32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v
 
 
 def _sd(v: int) -> str:
@@ -128,47 +93,45 @@ def _reg(cls: InsnClass | int, n: int) -> str:
 # -- per-kind formatters: each returns the text after "(%02x) " --------------------------------------
 
 def _alu(insn: Insn, cbs: KernelCallbacks, leaks: bool) -> str:
-    cls = insn.code & 0x07
-    op = insn.code & 0xF0
-    off = _s16(insn.off)
+    cls, op, source, _, _ = split_opcode(insn.code)
+    off = sext(insn.off, 16)
     d = insn.dst
     if op == AluOp.END:
         if cls == InsnClass.ALU64:
-            return f"r{d} = bswap{_s32(insn.imm)} r{d}"
-        to = "be" if insn.code & Source.X else "le"
-        return f"r{d} = {to}{_s32(insn.imm)} r{d}"
+            return f"r{d} = bswap{sext(insn.imm, 32)} r{d}"
+        to = "be" if source == Source.X else "le"
+        return f"r{d} = {to}{sext(insn.imm, 32)} r{d}"
     if op == AluOp.NEG:
         return f"{_reg(cls, d)} = -{_reg(cls, d)}"
-    mov64_x = insn.code == (InsnClass.ALU64 | AluOp.MOV | Source.X)
+    mov64_x = (cls, op, source) == (InsnClass.ALU64, AluOp.MOV, Source.X)
     if mov64_x and off == _ADDR_SPACE_CAST:
         imm = insn.imm & 0xFFFFFFFF
         return f"r{d} = addr_space_cast(r{insn.src}, {imm >> 16}, {imm & 0xFFFF})"
     if mov64_x and off == _ADDR_PERCPU:
         return f"r{d} = &(void __percpu *)(r{insn.src})"
-    if op in _ALU_SIGN_STR and off == 1:
-        opstr = _ALU_SIGN_STR[AluOp(op)]
+    if op in SIGNED_ALU_OPERATORS and off == 1:
+        opstr = SIGNED_ALU_OPERATORS[AluOp(op)]
     else:
         opstr = _ALU_STR.get(op, _NULL)  # type: ignore[call-overload]
-    if insn.code & Source.X:
-        sx = _MOVSX_STR.get(off, "") if op == AluOp.MOV else ""
+    if source == Source.X:
+        sx = MOVSX_CASTS.get(off, "") if op == AluOp.MOV else ""
         return f"{_reg(cls, d)} {opstr} {sx}{_reg(cls, insn.src)}"
-    return f"{_reg(cls, d)} {opstr} {_s32(insn.imm)}"
+    return f"{_reg(cls, d)} {opstr} {sext(insn.imm, 32)}"
 
 
 def _stx(insn: Insn, cbs: KernelCallbacks, leaks: bool) -> str:
-    size = Size(insn.code & 0x18)
-    mode = insn.code & 0xE0
-    ty = _LDST_STR[size]
-    where = f"(r{insn.dst} {_sd(_s16(insn.off))})"
+    _, _, _, size, mode = split_opcode(insn.code)
+    ty = LOAD_TYPES[size]
+    where = f"(r{insn.dst} {_sd(sext(insn.off, 16))})"
     if mode == Mode.MEM:
         return f"*({ty} *){where} = r{insn.src}"
     if mode == Mode.ATOMIC:
-        imm = _s32(insn.imm)
+        imm = sext(insn.imm, 32)
         a64 = "64" if size == Size.DW else ""
         if imm in (AtomicOp.ADD, AtomicOp.AND, AtomicOp.OR, AtomicOp.XOR):
             return f"lock *({ty} *){where} {_ALU_STR[AluOp(imm & 0xF0)]} r{insn.src}"
         if imm in (AtomicOp.FETCH_ADD, AtomicOp.FETCH_AND, AtomicOp.FETCH_OR, AtomicOp.FETCH_XOR):
-            name = _ATOMIC_ALU_STR[AtomicOp(imm & 0xF0)]
+            name = ATOMIC_NAMES[AtomicOp(imm & 0xF0)]
             return f"r{insn.src} = atomic{a64}_fetch_{name}(({ty} *){where}, r{insn.src})"
         if imm == AtomicOp.CMPXCHG:
             return f"r0 = atomic{a64}_cmpxchg(({ty} *){where}, r0, r{insn.src})"
@@ -178,34 +141,32 @@ def _stx(insn: Insn, cbs: KernelCallbacks, leaks: bool) -> str:
 
 
 def _st(insn: Insn, cbs: KernelCallbacks, leaks: bool) -> str:
-    mode = insn.code & 0xE0
+    _, _, _, size, mode = split_opcode(insn.code)
     if mode == Mode.MEM:
-        ty = _LDST_STR[Size(insn.code & 0x18)]
-        return f"*({ty} *)(r{insn.dst} {_sd(_s16(insn.off))}) = {_s32(insn.imm)}"
-    if mode == _NOSPEC_MODE:
+        ty = LOAD_TYPES[size]
+        return f"*({ty} *)(r{insn.dst} {_sd(sext(insn.off, 16))}) = {sext(insn.imm, 32)}"
+    if mode == split_opcode(NOSPEC_CODE).mode:  # the kernel looks at the mode only (any size prints)
         return "nospec"
     return f"\x00BUG_st_{insn.code:02x}"
 
 
 def _ldx(insn: Insn, cbs: KernelCallbacks, leaks: bool) -> str:
-    mode = insn.code & 0xE0
-    size = Size(insn.code & 0x18)
+    _, _, _, size, mode = split_opcode(insn.code)
     if mode == Mode.MEM:
-        ty = _LDST_STR[size]
+        ty = LOAD_TYPES[size]
     elif mode == Mode.MEMSX:
-        ty = _LDSX_STR.get(size, _NULL)
+        ty = SIGNED_LOAD_TYPES.get(size, _NULL)
     else:
         return f"\x00BUG_ldx_{insn.code:02x}"
-    return f"r{insn.dst} = *({ty} *)(r{insn.src} {_sd(_s16(insn.off))})"
+    return f"r{insn.dst} = *({ty} *)(r{insn.src} {_sd(sext(insn.off, 16))})"
 
 
 def _ld(insn: Insn, cbs: KernelCallbacks, leaks: bool) -> str:
-    mode = insn.code & 0xE0
-    size = Size(insn.code & 0x18)
+    _, _, _, size, mode = split_opcode(insn.code)
     if mode == Mode.ABS:
-        return f"r0 = *({_LDST_STR[size]} *)skb[{_s32(insn.imm)}]"
+        return f"r0 = *({LOAD_TYPES[size]} *)skb[{sext(insn.imm, 32)}]"
     if mode == Mode.IND:
-        return f"r0 = *({_LDST_STR[size]} *)skb[r{insn.src} + {_s32(insn.imm)}]"
+        return f"r0 = *({LOAD_TYPES[size]} *)skb[r{insn.src} + {sext(insn.imm, 32)}]"
     if mode == Mode.IMM and size == Size.DW:
         full = insn.imm & 0xFFFFFFFFFFFFFFFF
         if insn.src in _PTR_PSEUDO and not leaks:
@@ -217,7 +178,7 @@ def _ld(insn: Insn, cbs: KernelCallbacks, leaks: bool) -> str:
 
 def _call_name(insn: Insn, cbs: KernelCallbacks) -> str:
     """The kernel's ``__func_get_name``: helper table, then the callback, then a default."""
-    imm = _s32(insn.imm)
+    imm = sext(insn.imm, 32)
     if insn.src == 0 and imm in _HELPER_IDS:
         return "bpf_" + HelperId(imm).name
     if cbs.call is not None:
@@ -232,23 +193,23 @@ def _call_name(insn: Insn, cbs: KernelCallbacks) -> str:
 
 
 def _jmp(insn: Insn, cbs: KernelCallbacks, leaks: bool) -> str:
-    cls = insn.code & 0x07
-    op = insn.code & 0xF0
-    off = _s16(insn.off)
+    cls, op, source, _, _ = split_opcode(insn.code)
+    off = sext(insn.off, 16)
     if op == JmpOp.CALL:
         if insn.src == PseudoCall.CALL:
             return f"call pc{_call_name(insn, cbs)}"
-        return f"call {_call_name(insn, cbs)}#{_s32(insn.imm)}"
-    if insn.code == InsnClass.JMP | JmpOp.JA:
-        return f"goto pc{_sd(off)}"
-    if insn.code == InsnClass.JMP | JmpOp.JCOND and insn.src == 0:  # BPF_MAY_GOTO
+        return f"call {_call_name(insn, cbs)}#{sext(insn.imm, 32)}"
+    # ja, may_goto, gotol and exit are told apart by the whole opcode (the source bit included)
+    info = OPCODES.get(insn.code)
+    kind = info.kind if info is not None else None
+    if kind is Kind.JA:
+        return f"goto pc{_sd(off)}" if cls == InsnClass.JMP else f"gotol pc{_sd(sext(insn.imm, 32))}"
+    if kind is Kind.MAY_GOTO and insn.src == 0:  # BPF_MAY_GOTO
         return f"may_goto pc{_sd(off)}"
-    if insn.code == InsnClass.JMP32 | JmpOp.JA:
-        return f"gotol pc{_sd(_s32(insn.imm))}"
-    if insn.code == InsnClass.JMP | JmpOp.EXIT:
+    if kind is Kind.EXIT:
         return "exit"
     opstr = _JMP_STR.get(op, _NULL)  # type: ignore[call-overload]
-    if insn.code & Source.X:
+    if source == Source.X:
         return f"if {_reg(cls, insn.dst)} {opstr} {_reg(cls, insn.src)} goto pc{_sd(off)}"
     return f"if {_reg(cls, insn.dst)} {opstr} {insn.imm & 0xFFFFFFFF:#x} goto pc{_sd(off)}"
 
@@ -284,7 +245,7 @@ _BY_CLASS: dict[int, _Formatter] = {
     InsnClass.ALU64: _alu,
 }
 _FORMATTER: tuple[_Formatter, ...] = tuple(
-    _BY_KIND[OPCODES[code].kind] if code in OPCODES else _BY_CLASS[code & 0x07] for code in range(256)
+    _BY_KIND[OPCODES[code].kind] if code in OPCODES else _BY_CLASS[split_opcode(code).cls] for code in range(256)
 )
 
 

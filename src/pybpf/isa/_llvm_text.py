@@ -18,7 +18,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pybpf.isa.opcodes import OPCODES, AluOp, InsnClass, JmpOp, Kind, Mode, OpInfo, Size, Source
+from pybpf.isa._operators import (
+    ALU_OPERATORS,
+    JMP_OPERATORS,
+    LOAD_TYPES,
+    MOVSX_CASTS,
+    SIGNED_ALU_OPERATORS,
+    SIGNED_LOAD_TYPES,
+)
+from pybpf.isa.insn import sext
+from pybpf.isa.opcodes import OPCODES, AluOp, InsnClass, Kind, Mode, OpInfo, Size, Source
 
 __all__ = ["LlvmInsn", "format_hex", "llvm_decode"]
 
@@ -28,21 +37,6 @@ _MAX_REG = 11  # LLVM's register classes include r11 / w11
 def format_hex(v: int) -> str:
     """LLVM's ``formatImm`` with hex printing: ``0x1f``, ``-0x4``."""
     return f"{v:#x}" if v >= 0 else f"-{-v:#x}"
-
-
-def _s16(v: int) -> int:
-    v &= 0xFFFF
-    return v - 0x10000 if v & 0x8000 else v
-
-
-def _s32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v
-
-
-def _s64(v: int) -> int:
-    v &= 0xFFFFFFFFFFFFFFFF
-    return v - (1 << 64) if v & (1 << 63) else v
 
 
 def _br(v: int) -> str:
@@ -63,42 +57,11 @@ class LlvmInsn:
     branch: int | None = None
 
 
-_ALU_OP = {
-    AluOp.ADD: "+=",
-    AluOp.SUB: "-=",
-    AluOp.MUL: "*=",
-    AluOp.DIV: "/=",
-    AluOp.OR: "|=",
-    AluOp.AND: "&=",
-    AluOp.LSH: "<<=",
-    AluOp.RSH: ">>=",
-    AluOp.MOD: "%=",
-    AluOp.XOR: "^=",
-    AluOp.MOV: "=",
-    AluOp.ARSH: "s>>=",
-}
-_SIGNED_ALU_OP = {AluOp.DIV: "s/=", AluOp.MOD: "s%="}
-_JMP_OP = {
-    JmpOp.JEQ: "==",
-    JmpOp.JGT: ">",
-    JmpOp.JGE: ">=",
-    JmpOp.JSET: "&",
-    JmpOp.JNE: "!=",
-    JmpOp.JSGT: "s>",
-    JmpOp.JSGE: "s>=",
-    JmpOp.JLT: "<",
-    JmpOp.JLE: "<=",
-    JmpOp.JSLT: "s<",
-    JmpOp.JSLE: "s<=",
-}
-_TYPE = {Size.B: "u8", Size.H: "u16", Size.W: "u32", Size.DW: "u64"}
-_STYPE = {Size.B: "s8", Size.H: "s16", Size.W: "s32"}
 # Atomic operations by the low byte of imm: bits 7-4 are the operation, bit 0 the fetch flag.
 _ATOMIC_NOFETCH = {0x00: "+", 0x40: "|", 0x50: "&", 0xA0: "^"}
 _ATOMIC_FETCH = {0x00: "add", 0x40: "or", 0x50: "and", 0xA0: "xor"}
 _XCHG, _CMPXCHG = 0xE1, 0xF1
-_MOVSX64_OFFS = {8: "(s8)", 16: "(s16)", 32: "(s32)"}
-_MOVSX32_OFFS = {8: "(s8)", 16: "(s16)"}
+_MOVSX32_OFFS = {k: v for k, v in MOVSX_CASTS.items() if k < 32}
 _ADDR_SPACE_CAST_OFF = 1
 
 # A decoder gets (info, dst, src, off, imm, hi-imm or None, alu32) and returns the instruction or None.
@@ -119,18 +82,18 @@ def _alu(info: OpInfo, dst: int, src: int, off: int, imm: int, hi: int | None, a
         return LlvmInsn(f"{rw}{dst} = -{rw}{dst}", 8)
     if info.source == Source.K:
         if off == 0:
-            return LlvmInsn(f"{rw}{dst} {_ALU_OP[op]} {format_hex(_s32(imm))}", 8)
-        if off == 1 and op in _SIGNED_ALU_OP:
-            return LlvmInsn(f"{rw}{dst} {_SIGNED_ALU_OP[op]} {format_hex(_s32(imm))}", 8)
+            return LlvmInsn(f"{rw}{dst} {ALU_OPERATORS[op]} {format_hex(sext(imm, 32))}", 8)
+        if off == 1 and op in SIGNED_ALU_OPERATORS:
+            return LlvmInsn(f"{rw}{dst} {SIGNED_ALU_OPERATORS[op]} {format_hex(sext(imm, 32))}", 8)
         return None
     if src > _MAX_REG:
         return None
     if off == 0:
-        return LlvmInsn(f"{rw}{dst} {_ALU_OP[op]} {rw}{src}", 8)
-    if off == 1 and op in _SIGNED_ALU_OP:
-        return LlvmInsn(f"{rw}{dst} {_SIGNED_ALU_OP[op]} {rw}{src}", 8)
+        return LlvmInsn(f"{rw}{dst} {ALU_OPERATORS[op]} {rw}{src}", 8)
+    if off == 1 and op in SIGNED_ALU_OPERATORS:
+        return LlvmInsn(f"{rw}{dst} {SIGNED_ALU_OPERATORS[op]} {rw}{src}", 8)
     if op == AluOp.MOV:
-        casts = _MOVSX64_OFFS if info.cls == InsnClass.ALU64 else _MOVSX32_OFFS
+        casts = MOVSX_CASTS if info.cls == InsnClass.ALU64 else _MOVSX32_OFFS
         if off in casts:
             return LlvmInsn(f"{rw}{dst} = {casts[off]}{rw}{src}", 8)
         if off == _ADDR_SPACE_CAST_OFF and info.cls == InsnClass.ALU64:
@@ -154,17 +117,17 @@ def _jcond(info: OpInfo, dst: int, src: int, off: int, imm: int, hi: int | None,
         return None
     rw = _rw(info.cls)
     assert info.jmp_op is not None
-    op = _JMP_OP[info.jmp_op]
+    op = JMP_OPERATORS[info.jmp_op]
     if info.source == Source.X:
         if src > _MAX_REG:
             return None
         return LlvmInsn(f"if {rw}{dst} {op} {rw}{src} goto {_br(off)}", 8, off)
-    return LlvmInsn(f"if {rw}{dst} {op} {format_hex(_s32(imm))} goto {_br(off)}", 8, off)
+    return LlvmInsn(f"if {rw}{dst} {op} {format_hex(sext(imm, 32))} goto {_br(off)}", 8, off)
 
 
 def _ja(info: OpInfo, dst: int, src: int, off: int, imm: int, hi: int | None, alu32: bool) -> LlvmInsn | None:
     if info.cls == InsnClass.JMP32:
-        return LlvmInsn(f"gotol {_br(_s32(imm))}", 8, _s32(imm))
+        return LlvmInsn(f"gotol {_br(sext(imm, 32))}", 8, sext(imm, 32))
     return LlvmInsn(f"goto {_br(off)}", 8, off)
 
 
@@ -173,7 +136,7 @@ def _may_goto(info: OpInfo, dst: int, src: int, off: int, imm: int, hi: int | No
 
 
 def _call(info: OpInfo, dst: int, src: int, off: int, imm: int, hi: int | None, alu32: bool) -> LlvmInsn | None:
-    return LlvmInsn(f"call {format_hex(_s32(imm))}", 8)
+    return LlvmInsn(f"call {format_hex(sext(imm, 32))}", 8)
 
 
 def _callx(info: OpInfo, dst: int, src: int, off: int, imm: int, hi: int | None, alu32: bool) -> LlvmInsn | None:
@@ -189,18 +152,18 @@ def _lddw(info: OpInfo, dst: int, src: int, off: int, imm: int, hi: int | None, 
         return None
     lo = imm & 0xFFFFFFFF
     if src == 0:
-        return LlvmInsn(f"r{dst} = {format_hex(_s64((hi << 32) | lo))} ll", 16)
+        return LlvmInsn(f"r{dst} = {format_hex(sext((hi << 32) | lo, 64))} ll", 16)
     return LlvmInsn(f"ld_pseudo\tr{dst}, {format_hex(src)}, {format_hex(lo)}", 16)
 
 
 def _ld_abs(info: OpInfo, dst: int, src: int, off: int, imm: int, hi: int | None, alu32: bool) -> LlvmInsn | None:
     assert info.size is not None
-    return LlvmInsn(f"r0 = *({_TYPE[info.size]} *)skb[{format_hex(_s32(imm))}]", 8)
+    return LlvmInsn(f"r0 = *({LOAD_TYPES[info.size]} *)skb[{format_hex(sext(imm, 32))}]", 8)
 
 
 def _ld_ind(info: OpInfo, dst: int, src: int, off: int, imm: int, hi: int | None, alu32: bool) -> LlvmInsn | None:
     assert info.size is not None
-    return LlvmInsn(f"r0 = *({_TYPE[info.size]} *)skb[r{src}]", 8) if src <= _MAX_REG else None
+    return LlvmInsn(f"r0 = *({LOAD_TYPES[info.size]} *)skb[r{src}]", 8) if src <= _MAX_REG else None
 
 
 def _sub32(info: OpInfo, alu32: bool) -> bool:
@@ -212,7 +175,7 @@ def _ldx(info: OpInfo, dst: int, src: int, off: int, imm: int, hi: int | None, a
     if dst > _MAX_REG or src > _MAX_REG:
         return None
     assert info.size is not None
-    ty = _STYPE[info.size] if info.mode == Mode.MEMSX else _TYPE[info.size]
+    ty = SIGNED_LOAD_TYPES[info.size] if info.mode == Mode.MEMSX else LOAD_TYPES[info.size]
     rw = "w" if _sub32(info, alu32) else "r"
     return LlvmInsn(f"{rw}{dst} = *({ty} *)({_mem(src, off)})", 8)
 
@@ -221,7 +184,7 @@ def _st(info: OpInfo, dst: int, src: int, off: int, imm: int, hi: int | None, al
     if dst > _MAX_REG:
         return None
     assert info.size is not None
-    return LlvmInsn(f"*({_TYPE[info.size]} *)({_mem(dst, off)}) = {format_hex(_s32(imm))}", 8)
+    return LlvmInsn(f"*({LOAD_TYPES[info.size]} *)({_mem(dst, off)}) = {format_hex(sext(imm, 32))}", 8)
 
 
 def _stx(info: OpInfo, dst: int, src: int, off: int, imm: int, hi: int | None, alu32: bool) -> LlvmInsn | None:
@@ -229,7 +192,11 @@ def _stx(info: OpInfo, dst: int, src: int, off: int, imm: int, hi: int | None, a
         return None
     assert info.size is not None
     rw = "w" if _sub32(info, alu32) else "r"
-    return LlvmInsn(f"*({_TYPE[info.size]} *)({_mem(dst, off)}) = {rw}{src}", 8)
+    return LlvmInsn(f"*({LOAD_TYPES[info.size]} *)({_mem(dst, off)}) = {rw}{src}", 8)
+
+
+# LLVM's atomic forms by access size: (register prefix, xchg name, cmpxchg name).
+_ATOMIC_FORMS = {Size.DW: ("r", "xchg_64", "cmpxchg_64"), Size.W: ("w", "xchg32_32", "cmpxchg32_32")}
 
 
 def _atomic(info: OpInfo, dst: int, src: int, off: int, imm: int, hi: int | None, alu32: bool) -> LlvmInsn | None:
@@ -238,26 +205,19 @@ def _atomic(info: OpInfo, dst: int, src: int, off: int, imm: int, hi: int | None
     low = imm & 0xFF
     op, fetch = low & 0xF0, low & 0x0F == 1
     addr = _mem(dst, off)
-    if info.size == Size.DW:
-        if low == _XCHG:
-            return LlvmInsn(f"r{src} = xchg_64({addr}, r{src})", 8)
-        if low == _CMPXCHG:
-            return LlvmInsn(f"r0 = cmpxchg_64({addr}, r0, r{src})", 8)
-        if op in _ATOMIC_NOFETCH:
-            if fetch:
-                return LlvmInsn(f"r{src} = atomic_fetch_{_ATOMIC_FETCH[op]}((u64 *)({addr}), r{src})", 8)
-            return LlvmInsn(f"lock *(u64 *)({addr}) {_ATOMIC_NOFETCH[op]}= r{src}", 8)
-        return None
-    if not alu32:  # only the v1 "xadd" exists in LLVM's 64-bit table for 32-bit atomics
+    assert info.size is not None
+    if info.size == Size.W and not alu32:  # only the v1 "xadd" exists in LLVM's 64-bit table for 32-bit atomics
         return LlvmInsn(f"lock *(u32 *)({addr}) += r{src}", 8) if op == 0 else None
+    rw, xchg, cmpxchg = _ATOMIC_FORMS[info.size]
+    ty = LOAD_TYPES[info.size]
     if low == _XCHG:
-        return LlvmInsn(f"w{src} = xchg32_32({addr}, w{src})", 8)
+        return LlvmInsn(f"{rw}{src} = {xchg}({addr}, {rw}{src})", 8)
     if low == _CMPXCHG:
-        return LlvmInsn(f"w0 = cmpxchg32_32({addr}, w0, w{src})", 8)
+        return LlvmInsn(f"{rw}0 = {cmpxchg}({addr}, {rw}0, {rw}{src})", 8)
     if op in _ATOMIC_NOFETCH:
         if fetch:
-            return LlvmInsn(f"w{src} = atomic_fetch_{_ATOMIC_FETCH[op]}((u32 *)({addr}), w{src})", 8)
-        return LlvmInsn(f"lock *(u32 *)({addr}) {_ATOMIC_NOFETCH[op]}= w{src}", 8)
+            return LlvmInsn(f"{rw}{src} = atomic_fetch_{_ATOMIC_FETCH[op]}(({ty} *)({addr}), {rw}{src})", 8)
+        return LlvmInsn(f"lock *({ty} *)({addr}) {_ATOMIC_NOFETCH[op]}= {rw}{src}", 8)
     return None
 
 
@@ -293,7 +253,7 @@ def llvm_decode(data: bytes | bytearray | memoryview, *, alu32: bool = False) ->
     if entry is None:
         return None
     info, decode = entry
-    off = _s16(data[2] | data[3] << 8)
+    off = sext(data[2] | data[3] << 8, 16)
     imm = int.from_bytes(bytes(data[4:8]), "little")
     hi = int.from_bytes(bytes(data[12:16]), "little") if info.kind is Kind.LDDW and len(data) >= 16 else None
     return decode(info, regs & 0xF, regs >> 4, off, imm, hi, alu32)

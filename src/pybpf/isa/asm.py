@@ -29,8 +29,20 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pybpf.errors import AsmError, IsaError
-from pybpf.isa.insn import Insn, InsnMeta, Insns, SourceLine
+from pybpf.isa._operators import (
+    ALU_OPERATORS,
+    ATOMIC_NAMES,
+    JMP_OPERATORS,
+    LOAD_TYPES,
+    MOVSX_CASTS,
+    SIGNED_ALU_OPERATORS,
+    SIGNED_LOAD_TYPES,
+)
+from pybpf.isa.insn import Insn, InsnMeta, Insns, SourceLine, sext
 from pybpf.isa.opcodes import (
+    CALL_CODE,
+    LDDW_CODE,
+    NOSPEC_CODE,
     OPCODES,
     AluOp,
     AtomicOp,
@@ -51,23 +63,26 @@ Dialect = Literal["kernel", "llvm"]
 # -- shared vocabulary -------------------------------------------------------------------------------
 
 _ALU_OPS: dict[str, tuple[AluOp, int]] = {
-    "+=": (AluOp.ADD, 0), "-=": (AluOp.SUB, 0), "*=": (AluOp.MUL, 0), "/=": (AluOp.DIV, 0),
-    "|=": (AluOp.OR, 0), "&=": (AluOp.AND, 0), "<<=": (AluOp.LSH, 0), ">>=": (AluOp.RSH, 0),
-    "%=": (AluOp.MOD, 0), "^=": (AluOp.XOR, 0), "=": (AluOp.MOV, 0), "s>>=": (AluOp.ARSH, 0),
-    "s/=": (AluOp.DIV, 1), "s%=": (AluOp.MOD, 1),
+    **{text: (op, 0) for op, text in ALU_OPERATORS.items()},
+    **{text: (op, 1) for op, text in SIGNED_ALU_OPERATORS.items()},
 }
-_JMP_OPS: dict[str, JmpOp] = {
-    "==": JmpOp.JEQ, "!=": JmpOp.JNE, ">": JmpOp.JGT, ">=": JmpOp.JGE, "<": JmpOp.JLT, "<=": JmpOp.JLE,
-    "&": JmpOp.JSET, "s>": JmpOp.JSGT, "s>=": JmpOp.JSGE, "s<": JmpOp.JSLT, "s<=": JmpOp.JSLE,
-}
+_JMP_OPS: dict[str, JmpOp] = {text: op for op, text in JMP_OPERATORS.items()}
 _TYPES: dict[str, tuple[Size, Mode]] = {
-    "u8": (Size.B, Mode.MEM), "u16": (Size.H, Mode.MEM), "u32": (Size.W, Mode.MEM), "u64": (Size.DW, Mode.MEM),
-    "s8": (Size.B, Mode.MEMSX), "s16": (Size.H, Mode.MEMSX), "s32": (Size.W, Mode.MEMSX),
+    **{text: (size, Mode.MEM) for size, text in LOAD_TYPES.items()},
+    **{text: (size, Mode.MEMSX) for size, text in SIGNED_LOAD_TYPES.items()},
 }
-_CASTS = {"s8": 8, "s16": 16, "s32": 32}
-_ATOMIC_NAMES = {"add": AtomicOp.FETCH_ADD, "or": AtomicOp.FETCH_OR, "and": AtomicOp.FETCH_AND,
-                 "xor": AtomicOp.FETCH_XOR}
+_CASTS = {text.strip("()"): bits for bits, text in MOVSX_CASTS.items()}
+_ATOMIC_NAMES = {  # `atomic_fetch_<name>`: the fetching form of each operation
+    name: next(f for f in AtomicOp if f.fetch and f.base is op) for op, name in ATOMIC_NAMES.items()
+}
 _KERNEL_LOCK_OPS = {"+=": AtomicOp.ADD, "|=": AtomicOp.OR, "&=": AtomicOp.AND, "^=": AtomicOp.XOR}
+# Opcodes the text forms build directly (the table's names for them).
+_JA = JmpOp.JA | InsnClass.JMP
+_GOTOL = JmpOp.JA | InsnClass.JMP32
+_MAY_GOTO = JmpOp.JCOND | InsnClass.JMP
+_EXIT = JmpOp.EXIT | InsnClass.JMP
+_CALLX = JmpOp.CALL | Source.X | InsnClass.JMP
+_MOV64_X = AluOp.MOV | Source.X | InsnClass.ALU64
 _HELPERS_BY_NAME = {"bpf_" + h.name: int(h) for h in HelperId}
 _HELPER_IDS = frozenset(int(h) for h in HelperId)
 
@@ -200,7 +215,7 @@ def _f_addr_space_cast(mm: _Match) -> Insn:
     dst_as = mm.int_("a", 0, 0xFFFF, "address space")
     src_as = mm.int_("b", 0, 0xFFFF, "address space")
     imm = (dst_as << 16) | src_as
-    return Insn(0xBF, mm.reg("d", "r"), mm.reg("s", "r"), 1, imm - (1 << 32) if imm > 0x7FFFFFFF else imm)
+    return Insn(_MOV64_X, mm.reg("d", "r"), mm.reg("s", "r"), 1, imm - (1 << 32) if imm > 0x7FFFFFFF else imm)
 
 
 def _f_alu_reg(mm: _Match) -> Insn:
@@ -283,19 +298,19 @@ def _f_jcond(mm: _Match) -> Insn | _Pending:
 
 
 def _f_ja(mm: _Match) -> Insn | _Pending:
-    return _target(mm, Insn(0x05), "t")
+    return _target(mm, Insn(_JA), "t")
 
 
 def _f_gotol(mm: _Match) -> Insn | _Pending:
-    return _target(mm, Insn(0x06), "t", "imm")
+    return _target(mm, Insn(_GOTOL), "t", "imm")
 
 
 def _f_may_goto(mm: _Match) -> Insn | _Pending:
-    return _target(mm, Insn(0xE5), "t")
+    return _target(mm, Insn(_MAY_GOTO), "t")
 
 
 def _f_exit(mm: _Match) -> Insn:
-    return Insn(0x95)
+    return Insn(_EXIT)
 
 
 # -- kernel dialect -----------------------------------------------------------------------------------
@@ -304,29 +319,24 @@ def _k_lddw(mm: _Match) -> Insn:
     d = mm.reg("d", "r")
     if mm.has("hex"):
         v = mm.int_("hex", 0, (1 << 64) - 1, "64-bit immediate")
-        return Insn(0x18, d, 0, 0, v - (1 << 64) if v >> 63 else v)
+        return Insn(LDDW_CODE, d, 0, 0, v - (1 << 64) if v >> 63 else v)
     if mm.has("mapid"):
         mid = mm.int_("mapid", 0, 0xFFFFFFFF, "map id")
         if mm.has("mvoff"):
             off = mm.int_("mvoff", 0, 0xFFFFFFFF, "map value offset")
-            return Insn(0x18, d, PseudoSrc.MAP_VALUE, 0, _s64(mid | off << 32))
-        return Insn(0x18, d, PseudoSrc.MAP_FD, 0, mid)
+            return Insn(LDDW_CODE, d, PseudoSrc.MAP_VALUE, 0, sext(mid | off << 32, 64))
+        return Insn(LDDW_CODE, d, PseudoSrc.MAP_FD, 0, mid)
     if mm.has("idx"):
         idx = mm.int_("idx", 0, 0xFFFFFFFF, "map index")
         off = mm.int_("ivoff", 0, 0xFFFFFFFF, "map value offset")
-        return Insn(0x18, d, PseudoSrc.MAP_IDX_VALUE, 0, _s64(idx | off << 32))
+        return Insn(LDDW_CODE, d, PseudoSrc.MAP_IDX_VALUE, 0, sext(idx | off << 32, 64))
     sub = mm.int_("sub", -(1 << 31), (1 << 31) - 1, "subprogram offset")
-    return Insn(0x18, d, PseudoSrc.FUNC, 0, sub & 0xFFFFFFFF if sub >= 0 else sub)
-
-
-def _s64(v: int) -> int:
-    v &= (1 << 64) - 1
-    return v - (1 << 64) if v >> 63 else v
+    return Insn(LDDW_CODE, d, PseudoSrc.FUNC, 0, sub & 0xFFFFFFFF if sub >= 0 else sub)
 
 
 def _k_call(mm: _Match) -> Insn | _Pending:
     if mm.has("pc"):
-        target = _target(mm, Insn(0x85, 0, PseudoCall.CALL), "pc", "imm")
+        target = _target(mm, Insn(CALL_CODE, 0, PseudoCall.CALL), "pc", "imm")
         if mm.has("sym") and isinstance(target, Insn):  # bpftool's "pc+N#bpf_prog_<tag>_<name>"
             return target.with_meta(reference=mm.s("sym"))
         return target
@@ -336,9 +346,9 @@ def _k_call(mm: _Match) -> Insn | _Pending:
     elif name in _HELPERS_BY_NAME:
         imm = _HELPERS_BY_NAME[name]
     else:  # a label: bpf-to-bpf call
-        return _Pending(Insn(0x85, 0, PseudoCall.CALL), name, "imm", mm.col("name"))
+        return _Pending(Insn(CALL_CODE, 0, PseudoCall.CALL), name, "imm", mm.col("name"))
     src = PseudoCall.KFUNC if name == "kernel-function" else PseudoCall.HELPER
-    insn = Insn(0x85, 0, src, 0, imm)
+    insn = Insn(CALL_CODE, 0, src, 0, imm)
     helper = "bpf_" + HelperId(imm).name if imm in _HELPER_IDS else None
     if name not in ("unknown", "kernel-function", helper):  # e.g. __htab_map_lookup_elem: keep the name
         insn = insn.with_meta(reference=name)
@@ -368,7 +378,7 @@ def _k_cmpxchg(mm: _Match) -> Insn:
 
 
 def _k_nospec(mm: _Match) -> Insn:
-    return Insn(InsnClass.ST | 0xC0)
+    return Insn(NOSPEC_CODE)
 
 
 _Form = tuple[re.Pattern[str], Callable[[_Match], "Insn | _Pending"]]
@@ -384,7 +394,7 @@ _KERNEL_FORMS = _forms(
     (rf"{_D}\s*=\s*(?P<kind>le|be|bswap)(?P<bits>16|32|64)\s+(?P<d2>{_REG})", _f_end),
     (rf"{_D}\s*=\s*addr_space_cast\(\s*{_S}\s*,\s*(?P<a>{_NUM})\s*,\s*(?P<b>{_NUM})\s*\)", _f_addr_space_cast),
     (rf"{_D}\s*=\s*&\(void __percpu \*\)\(\s*{_S}\s*\)",
-     lambda mm: Insn(0xBF, mm.reg("d", "r"), mm.reg("s", "r"), -1)),
+     lambda mm: Insn(_MOV64_X, mm.reg("d", "r"), mm.reg("s", "r"), -1)),
     (r"(?P<d>r\d+)\s*=\s*(?:(?P<hex>0[xX][0-9a-fA-F]+)|map\[id:(?P<mapid>\d+)\](?:\[0\]\+(?P<mvoff>\d+))?"
      r"|map\[idx:(?P<idx>\d+)\]\+(?P<ivoff>\d+)|subprog\[(?P<sub>[+-]\d+)\])", _k_lddw),
     (rf"{_D}\s*=\s*\*\((?P<ty>{_TYPE_RE})\s*\*\)\s*{_MEM}", _f_ldx),
@@ -432,7 +442,7 @@ def _jump_or_label(mm: _Match, f: Callable[[_Match], Insn | _Pending]) -> Insn |
 
 def _l_lddw(mm: _Match) -> Insn:
     v = mm.int_("imm", -(1 << 63), (1 << 64) - 1, "64-bit immediate")
-    return Insn(0x18, mm.reg("d", "r"), 0, 0, _s64(v))
+    return Insn(LDDW_CODE, mm.reg("d", "r"), 0, 0, sext(v, 64))
 
 
 def _l_ld_pseudo(mm: _Match) -> Insn:
@@ -440,7 +450,7 @@ def _l_ld_pseudo(mm: _Match) -> Insn:
     imm = mm.int_("imm", -(1 << 31), (1 << 32) - 1, "immediate")
     if src > max(PseudoSrc):
         raise mm.err("src", f"unknown lddw pseudo source {src}")
-    return Insn(0x18, mm.reg("d", "r"), src, 0, imm & 0xFFFFFFFF if imm >= 0 else imm)
+    return Insn(LDDW_CODE, mm.reg("d", "r"), src, 0, imm & 0xFFFFFFFF if imm >= 0 else imm)
 
 
 def _l_ldx(mm: _Match) -> Insn:
@@ -484,11 +494,11 @@ def _l_cmpxchg(mm: _Match) -> Insn:
 
 def _l_call(mm: _Match) -> Insn | _Pending:
     if mm.has("imm"):
-        return Insn(0x85, 0, PseudoCall.HELPER, 0, mm.imm32("imm"))
+        return Insn(CALL_CODE, 0, PseudoCall.HELPER, 0, mm.imm32("imm"))
     name = mm.s("name")
     if name in _HELPERS_BY_NAME:
-        return Insn(0x85, 0, PseudoCall.HELPER, 0, _HELPERS_BY_NAME[name])
-    return _Pending(Insn(0x85, 0, PseudoCall.CALL), name, "imm", mm.col("name"))
+        return Insn(CALL_CODE, 0, PseudoCall.HELPER, 0, _HELPERS_BY_NAME[name])
+    return _Pending(Insn(CALL_CODE, 0, PseudoCall.CALL), name, "imm", mm.col("name"))
 
 
 _TARGET = rf"(?:(?P<t>[+-](?:0[xX][0-9a-fA-F]+|\d+))|(?P<tl>{_LABEL}))"
@@ -518,7 +528,7 @@ _LLVM_FORMS = _forms(
     (rf"gotol\s+{_TARGET}", lambda mm: _jump_or_label(mm, _f_gotol)),
     (rf"may_goto\s+{_TARGET}", lambda mm: _jump_or_label(mm, _f_may_goto)),
     (rf"call\s+(?:(?P<imm>{_NUM})|(?P<name>{_LABEL}))", _l_call),
-    (rf"callx\s+{_D}", lambda mm: Insn(0x8D, mm.reg("d", "r"))),
+    (rf"callx\s+{_D}", lambda mm: Insn(_CALLX, mm.reg("d", "r"))),
     (r"exit", _f_exit),
 )
 
@@ -606,9 +616,9 @@ def assemble(text: str, dialect: Dialect = "kernel", *, path: str = "") -> Insns
         if dialect == "kernel" and prefix.group("code") is not None:
             want = int(prefix.group("code"), 16)
             got = (item.insn if isinstance(item, _Pending) else item).code
-            if want == 0x8D and isinstance(item, Insn) and got == 0x85:
+            if want == _CALLX and isinstance(item, Insn) and got == CALL_CODE:
                 # callx (not in Linux) prints as a call; its register is not in the kernel's text
-                item = Insn(0x8D, 0, 0, 0, item.imm)
+                item = Insn(_CALLX, 0, 0, 0, item.imm)
             elif want != got:
                 raise line.error(f"opcode ({want:02x}) does not match the instruction text ({got:02x})",
                                  prefix.start("code") - 1)

@@ -293,7 +293,7 @@ class _Assembler:
         if fetch:
             if op in (AtomicOp.XCHG, AtomicOp.CMPXCHG):
                 raise self.error(f"Invalid mnemonic: lock fetch {op_tok.text}", op_tok.col)
-            op = AtomicOp(op | 0x01)
+            op = next(f for f in AtomicOp if f.fetch and f.base is op)
         dst, off = self.mem(words[1])
         self.add(Insn(Mode.ATOMIC | size | InsnClass.STX, dst, self.reg(words[2]), off, int(op)))
 

@@ -63,6 +63,15 @@ def llvm_insn_text(insn: Insn, *, alu32: bool = False) -> str:
     return decoded.text if decoded is not None else "<unknown>"
 
 
+def _as_insns(code: bytes | bytearray | memoryview | Insns | Iterable[Insn]) -> Insns:
+    """Instructions from bytes (decoded leniently: the kernel prints whatever it is given) or insns."""
+    if isinstance(code, Insns):
+        return code
+    if isinstance(code, bytes | bytearray | memoryview):
+        return decode(code, strict=False)
+    return Insns(code)
+
+
 def _as_bytes(code: bytes | bytearray | memoryview | Insns | Iterable[Insn]) -> bytes:
     if isinstance(code, bytes | bytearray | memoryview):
         return bytes(code)
@@ -97,9 +106,7 @@ def disassemble(
     symbols, hence no branch annotations).
     """
     if dialect == "kernel":
-        insns = code if isinstance(code, Insns) else (
-            decode(code, strict=False) if isinstance(code, bytes | bytearray | memoryview) else Insns(code))
-        return dump_xlated(insns, opcodes=opcodes, cbs=cbs)
+        return dump_xlated(_as_insns(code), opcodes=opcodes, cbs=cbs)
     lines = []
     for off, raw, text in _llvm_steps(_as_bytes(code), alu32):
         hexes = " ".join(f"{b:02x}" for b in raw)
@@ -120,10 +127,8 @@ def disassemble_records(
     ``bytes`` (bpftool's ``"0x.."`` strings)."""
     out: list[dict[str, Any]] = []
     if dialect == "kernel":
-        insns = code if isinstance(code, Insns) else (
-            decode(code, strict=False) if isinstance(code, bytes | bytearray | memoryview) else Insns(code))
         callbacks = cbs or bpftool_callbacks()
-        for idx, insn in insns.items():
+        for idx, insn in _as_insns(code).items():
             text = kernel_insn_text(insn, callbacks)
             prefix = f"({insn.code & 0xFF:02x}) "
             rec: dict[str, Any] = {"pc": idx, "code": f"{insn.code & 0xFF:#04x}",

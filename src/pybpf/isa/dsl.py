@@ -41,6 +41,7 @@ from enum import IntEnum
 from pybpf.errors import IsaError
 from pybpf.isa.insn import Insn, Insns
 from pybpf.isa.opcodes import (
+    LDDW_CODE,
     OPCODES,
     AluOp,
     AtomicOp,
@@ -235,7 +236,7 @@ def ld_imm64(dst: int, imm: int, src: int = PseudoSrc.NONE) -> Insn:
         imm -= 1 << 64
     if src not in tuple(PseudoSrc):
         raise IsaError(f"lddw source field must be a BPF_PSEUDO_* kind (0-6), got {src!r}")
-    return Insn(0x18, _reg(dst, "destination"), int(src), 0, imm)
+    return Insn(LDDW_CODE, _reg(dst, "destination"), int(src), 0, imm)
 
 
 def ld_pseudo(dst: int, src: int, imm: int) -> Insn:

@@ -25,6 +25,8 @@ from typing import NewType, overload
 
 from pybpf.errors import DecodeError, IsaError
 from pybpf.isa.opcodes import (
+    CALL_CODE,
+    LDDW_CODE,
     OPCODES,
     AluOp,
     AtomicOp,
@@ -37,6 +39,7 @@ from pybpf.isa.opcodes import (
     PseudoSrc,
     Size,
     Source,
+    split_opcode,
 )
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "SourceLine",
     "decode",
     "encode",
+    "sext",
     "validate",
 ]
 
@@ -61,14 +65,14 @@ _U32 = 0xFFFFFFFF
 _U64 = 0xFFFFFFFFFFFFFFFF
 
 
-def _s32(v: int) -> int:
-    v &= _U32
-    return v - (1 << 32) if v & 0x80000000 else v
+def sext(value: int, bits: int) -> int:
+    """The low ``bits`` of ``value`` read as a two's-complement signed integer.
 
-
-def _s64(v: int) -> int:
-    v &= _U64
-    return v - (1 << 64) if v & (1 << 63) else v
+    Instruction fields are signed (``off`` 16 bits, ``imm`` 32, an lddw's value 64) while registers
+    and raw words are unsigned; every layer converts with this one function.
+    """
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +125,7 @@ class Insn:
 
     @property
     def cls(self) -> InsnClass:
-        return InsnClass(self.code & 0x07)
+        return InsnClass(split_opcode(self.code).cls)
 
     @property
     def kind(self) -> Kind | None:
@@ -130,23 +134,23 @@ class Insn:
 
     @property
     def alu_op(self) -> AluOp:
-        return AluOp(self.code & 0xF0)
+        return AluOp(split_opcode(self.code).op)
 
     @property
     def jmp_op(self) -> JmpOp:
-        return JmpOp(self.code & 0xF0)
+        return JmpOp(split_opcode(self.code).op)
 
     @property
     def source(self) -> Source:
-        return Source(self.code & 0x08)
+        return Source(split_opcode(self.code).source)
 
     @property
     def size(self) -> Size:
-        return Size(self.code & 0x18)
+        return split_opcode(self.code).size
 
     @property
     def mode(self) -> Mode:
-        return Mode(self.code & 0xE0)
+        return Mode(split_opcode(self.code).mode)
 
     @property
     def atomic_op(self) -> AtomicOp:
@@ -155,11 +159,11 @@ class Insn:
     @property
     def is_wide(self) -> bool:
         """lddw: two slots."""
-        return self.code == 0x18
+        return self.code == LDDW_CODE
 
     @property
     def width(self) -> int:
-        return 2 if self.code == 0x18 else 1
+        return 2 if self.code == LDDW_CODE else 1
 
     @property
     def imm_lo(self) -> int:
@@ -174,7 +178,7 @@ class Insn:
     @property
     def pseudo(self) -> PseudoSrc | None:
         """For lddw, what the immediate means."""
-        if self.code != 0x18:
+        if self.code != LDDW_CODE:
             return None
         try:
             return PseudoSrc(self.src)
@@ -183,16 +187,16 @@ class Insn:
 
     @property
     def is_helper_call(self) -> bool:
-        return self.code == 0x85 and self.src == PseudoCall.HELPER
+        return self.code == CALL_CODE and self.src == PseudoCall.HELPER
 
     @property
     def is_pseudo_call(self) -> bool:
         """A bpf-to-bpf call (``call pc+imm``)."""
-        return self.code == 0x85 and self.src == PseudoCall.CALL
+        return self.code == CALL_CODE and self.src == PseudoCall.CALL
 
     @property
     def is_kfunc_call(self) -> bool:
-        return self.code == 0x85 and self.src == PseudoCall.KFUNC
+        return self.code == CALL_CODE and self.src == PseudoCall.KFUNC
 
     @property
     def is_jump(self) -> bool:
@@ -202,7 +206,8 @@ class Insn:
 
     def jump_offset(self) -> int:
         """The pc-relative offset in slots: ``imm`` for gotol (JMP32 ja), ``off`` otherwise."""
-        return self.imm if self.code == 0x06 else self.off
+        info = OPCODES.get(self.code)
+        return self.imm if info is not None and info.kind is Kind.JA and info.cls == InsnClass.JMP32 else self.off
 
     def with_meta(self, **changes: object) -> Insn:
         return replace(self, meta=self.meta.with_(**changes))
@@ -218,14 +223,14 @@ class Insn:
         if not -0x8000 <= self.off <= 0x7FFF:
             raise IsaError(f"offset {self.off} does not fit in 16 bits")
         regs = (self.src << 4) | self.dst
-        if self.code == 0x18:
+        if self.code == LDDW_CODE:
             if not -(1 << 63) <= self.imm <= _U64:
                 raise IsaError(f"immediate {self.imm} does not fit in 64 bits")
-            lo, hi = _s32(self.imm), _s32(self.imm >> 32)
+            lo, hi = sext(self.imm, 32), sext(self.imm >> 32, 32)
             return _SLOT.pack(self.code, regs, self.off, lo) + _SLOT.pack(0, 0, 0, hi)
         if not -(1 << 31) <= self.imm <= _U32:
             raise IsaError(f"immediate {self.imm} does not fit in 32 bits")
-        return _SLOT.pack(self.code, regs, self.off, _s32(self.imm))
+        return _SLOT.pack(self.code, regs, self.off, sext(self.imm, 32))
 
 
 def validate(insn: Insn) -> str | None:
@@ -249,7 +254,7 @@ def validate(insn: Insn) -> str | None:
     ):
         if not rule.accepts(value):
             return f"{info.name}: {name} field must be {_expect(rule)}, is {value}"
-    imm = insn.imm if info.kind is Kind.LDDW else _s32(insn.imm)
+    imm = insn.imm if info.kind is Kind.LDDW else sext(insn.imm, 32)
     if info.kind is not Kind.LDDW and not info.imm.accepts(imm) and not info.imm.accepts(imm & _U32):
         return f"{info.name}: immediate field must be {_expect(info.imm)}, is {imm:#x}"
     if info.kind is Kind.CALL and insn.src != PseudoCall.KFUNC and insn.off != 0:
@@ -277,13 +282,13 @@ def _decode_iter(data: bytes | bytearray | memoryview, strict: bool) -> Iterator
     while idx < count:
         code, regs, off, imm = _SLOT.unpack_from(view, idx * INSN_SIZE)
         dst, src = regs & 0xF, regs >> 4
-        if code == 0x18:
+        if code == LDDW_CODE:
             if idx + 1 >= count:
                 raise DecodeError("incomplete lddw: the second half is missing", insn_idx=idx)
             code2, regs2, off2, imm2 = _SLOT.unpack_from(view, (idx + 1) * INSN_SIZE)
             if strict and (code2 or regs2 or off2):
                 raise DecodeError("invalid lddw: reserved fields of the second half are set", insn_idx=idx)
-            insn = Insn(code, dst, src, off, _s64((imm2 << 32) | (imm & _U32)))
+            insn = Insn(code, dst, src, off, sext((imm2 << 32) | (imm & _U32), 64))
         else:
             insn = Insn(code, dst, src, off, imm)
         if strict:

@@ -21,8 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum, IntEnum
+from typing import NamedTuple
 
 __all__ = [
+    "CALL_CODE",
+    "LDDW_CODE",
+    "NOSPEC_CODE",
     "OPCODES",
     "AluOp",
     "AtomicOp",
@@ -32,10 +36,12 @@ __all__ = [
     "Kind",
     "Mode",
     "OpInfo",
+    "OpcodeFields",
     "PseudoCall",
     "PseudoSrc",
     "Size",
     "Source",
+    "split_opcode",
 ]
 
 
@@ -128,6 +134,27 @@ class Size(IntEnum):
 
 
 _SIZE_BYTES = {Size.W: 4, Size.H: 2, Size.B: 1, Size.DW: 8}
+
+
+class OpcodeFields(NamedTuple):
+    """The bit fields of any opcode byte, valid or not, as raw numbers (compare with the enums).
+
+    Engines never need this: they dispatch on :data:`OPCODES`. It is for the places that must say
+    something about bytes outside the table — the kernel's printer shows an invalid opcode by its
+    class and operation bits (``BUG_ld_38``, ``(null)``) — so that the bit layout is written down
+    here only.
+    """
+
+    cls: int  # bits 0-2
+    op: int  # bits 4-7 of arithmetic and jumps (AluOp / JmpOp)
+    source: int  # bit 3 of arithmetic and jumps (Source)
+    size: Size  # bits 3-4 of loads and stores
+    mode: int  # bits 5-7 of loads and stores (Mode)
+
+
+def split_opcode(code: int) -> OpcodeFields:
+    """The fields of opcode byte ``code``."""
+    return OpcodeFields(code & 0x07, code & 0xF0, code & 0x08, Size(code & 0x18), code & 0xE0)
 
 
 class Mode(IntEnum):
@@ -395,3 +422,11 @@ def _build() -> dict[int, OpInfo]:
 
 OPCODES: dict[int, OpInfo] = _build()
 """Every valid opcode byte. A byte not in this table is an unknown opcode."""
+
+LDDW_CODE = Mode.IMM | Size.DW | InsnClass.LD
+"""0x18, the one instruction that takes two slots (the decoder must know it before the table)."""
+CALL_CODE = JmpOp.CALL | InsnClass.JMP
+"""0x85: helper, bpf-to-bpf and kfunc calls, told apart by ``src``."""
+NOSPEC_CODE = InsnClass.ST | 0xC0
+"""0xc2 (``BPF_ST | BPF_NOSPEC``): the speculation barrier the verifier inserts. Internal to the
+kernel, so not in :data:`OPCODES` (never valid input), but its printer and bpftool show it."""

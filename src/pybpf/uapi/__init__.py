@@ -16,20 +16,24 @@ from pybpf.uapi._generated import *  # noqa: F403 - the generated module is the 
 from pybpf.uapi._generated import (
     AttachType,
     BpfCmd,
+    BpfRetCode,
     HelperId,
     LinkType,
     MapType,
     ProgType,
+    SkAction,
     XdpAction,
 )
 
 __all__ = [
     "AttachType",
     "BpfCmd",
+    "BpfRetCode",
     "HelperId",
     "LinkType",
     "MapType",
     "ProgType",
+    "SkAction",
     "XdpAction",
     "bpftool_name",
     "c_name",
@@ -44,6 +48,9 @@ _PREFIX: dict[type[IntEnum], str] = {
     AttachType: "BPF_",
     LinkType: "BPF_LINK_TYPE_",
     HelperId: "BPF_FUNC_",
+    XdpAction: "XDP_",
+    SkAction: "SK_",
+    BpfRetCode: "BPF_",
 }
 _NAMES: dict[type[IntEnum], dict[str, str]] = {
     MapType: _g.MAP_TYPE_NAME,

@@ -424,31 +424,31 @@ class HelperId(IntEnum):
     cgrp_storage_delete = 211
 
 class XdpAction(IntEnum):
-    """``enum xdp_action``: members drop the ```` prefix."""
+    """``enum xdp_action``: members drop the ``XDP_`` prefix."""
 
-    XDP_ABORTED = 0
-    XDP_DROP = 1
-    XDP_PASS = 2
-    XDP_TX = 3
-    XDP_REDIRECT = 4
+    ABORTED = 0
+    DROP = 1
+    PASS = 2
+    TX = 3
+    REDIRECT = 4
 
 class SkAction(IntEnum):
-    """``enum sk_action``: members drop the ```` prefix."""
+    """``enum sk_action``: members drop the ``SK_`` prefix."""
 
-    SK_DROP = 0
-    SK_PASS = 1
+    DROP = 0
+    PASS = 1
 
 class BpfRetCode(IntEnum):
-    """``enum bpf_ret_code``: members drop the ```` prefix."""
+    """``enum bpf_ret_code``: members drop the ``BPF_`` prefix."""
 
-    BPF_OK = 0
-    BPF_DROP = 2
-    BPF_REDIRECT = 7
-    BPF_LWT_REROUTE = 128
-    BPF_FLOW_DISSECTOR_CONTINUE = 129
+    OK = 0
+    DROP = 2
+    REDIRECT = 7
+    LWT_REROUTE = 128
+    FLOW_DISSECTOR_CONTINUE = 129
 
 class CoreReloKind(IntEnum):
-    """``enum bpf_core_relo_kind``: members drop the ```` prefix."""
+    """``enum bpf_core_relo_kind``: members keep their C names."""
 
     BPF_CORE_FIELD_BYTE_OFFSET = 0
     BPF_CORE_FIELD_BYTE_SIZE = 1

@@ -25,6 +25,7 @@ from pybpf.vm import execution as X
 from pybpf.vm.engine import Engine, ld_abs
 from pybpf.vm.execution import BPF_MAX_LOOPS, MAX_CALL_FRAMES, MAX_TAIL_CALL_CNT, Execution
 from pybpf.vm.helpers import ProgramExit, TailCall
+from pybpf.vm.program import bad_register
 from pybpf.vm.semantics import ALU_FUNCS, ATOMIC_FUNCS, COND_FUNCS, M32, M64, bswap, sext, to_be, to_le
 
 __all__ = ["Interpreter"]
@@ -48,6 +49,7 @@ class _Step:
     size: int = 0
     signed: bool = False
     use_src: bool = False
+    fetch: bool = False  # atomics: the old value goes to src
     func: Callable[..., int] | None = None  # the ALU / condition / swap function
 
     @property
@@ -288,7 +290,7 @@ def _atomic(m: _Machine, s: _Step) -> int:
         r[0] = old
         return s.next
     space.store(addr, s.size, s.func(old, operand, s.mask), pc=s.pc)  # type: ignore[misc]
-    if op & 0x01:  # fetch (xchg included)
+    if s.fetch:  # the fetch variants and xchg
         r[s.src] = old
     return s.next
 
@@ -323,10 +325,6 @@ _CALL_HANDLERS: dict[int, _Handler] = {
 }
 _SWAPS = {(InsnClass.ALU, Source.K): to_le, (InsnClass.ALU, Source.X): to_be, (InsnClass.ALU64, Source.K): bswap}
 
-# Which register fields an instruction of each kind reads or writes (others are ignored fields).
-_USES_DST = {Kind.ALU, Kind.END, Kind.JCOND, Kind.CALLX, Kind.LDDW, Kind.LDX, Kind.ST, Kind.STX, Kind.ATOMIC}
-_USES_SRC = {Kind.LDX, Kind.STX, Kind.ATOMIC, Kind.LD_IND}
-
 
 class Interpreter(Engine):
     """The reference interpreter (see the module docstring); construct and ``run()`` as any
@@ -351,12 +349,9 @@ class Interpreter(Engine):
         kind = info.kind
         step.imm64 = sext(insn.imm, 32) & M64 if kind is not Kind.LDDW else 0
         step.use_src = (info.source is Source.X and kind in (Kind.ALU, Kind.JCOND)) or kind is Kind.LD_IND
-        uses_src = step.use_src or kind in _USES_SRC
-        if insn.dst > 10 and kind in _USES_DST:
-            step.handler = _raise(X.err_bad_register(pc, insn.dst))
-            return step
-        if insn.src > 10 and uses_src:
-            step.handler = _raise(X.err_bad_register(pc, insn.src))
+        bad = bad_register(pc, insn, info)
+        if bad is not None:
+            step.handler = _raise(bad)
             return step
         if kind is Kind.CALL:
             invalid = _raise(ExecutionError(f"call with invalid src_reg {insn.src}", pc=pc))
@@ -380,6 +375,7 @@ class Interpreter(Engine):
                 step.handler = _raise(X.err_bad_atomic(pc, insn.imm))
                 return step
             step.func = ATOMIC_FUNCS.get(op.base)
+            step.fetch = op.fetch
         if info.size is not None:
             step.size = info.size.bytes
             step.signed = info.mode is Mode.MEMSX

@@ -19,19 +19,26 @@ Buffers are never copied: a region wraps any writable buffer (``bytearray``, ``m
 through a memoryview, so map values a program writes are the very bytes userspace and the JIT see.
 Read-only regions (``writable=False`` or a read-only buffer such as ``bytes``) refuse stores.
 
-For the translate-to-Python tier the space keeps two flat tables indexed by ``region_id & ID_MASK``:
-``rtab`` (for loads) and ``wtab`` (for stores), each entry ``(buffer, lo, hi)`` with *absolute* bounds
-``lo = base + start`` and ``hi = base + end``. Generated code checks ``lo <= addr and addr + size <=
-hi`` inline; an id beyond the table aliases an entry whose absolute bounds cannot match, and a missing
-or read-only region has the empty entry ``(b"", 1, 0)``, so every bad access falls to the slow path
-(:meth:`AddressSpace.resolve`), which raises the precise fault. The tables are mutated in place when
-regions change, so compiled code always sees the current layout.
+For the translate-to-Python tier the space keeps a flat table, ``table``, indexed by
+``region_id & ID_MASK``. Each entry is a :data:`TableEntry` ``(buf, base, start, end, wend, u16, u32,
+u64)``: the region's byte view, the address of its offset 0, its valid window, the end of the window
+for stores (``end``, or 0 when the region is read-only), and ``H``/``I``/``Q`` casts of the same bytes
+(native order; made once a translated program uses the space, never on a big-endian host) so that an
+aligned access is one index into a typed view instead of a ``struct`` call. Generated code computes
+``off = address - base`` and checks ``start <= off and off + size <= end`` (``wend`` for a store)
+inline; an id beyond the table aliases an entry whose ``base`` differs from the address's slot, so
+the offset falls outside the window, and a missing region has the empty window of
+:data:`NO_ACCESS` — every bad access falls to the slow path
+(:meth:`AddressSpace.resolve`), which raises the precise fault. The table is mutated in place when
+regions change; code that keeps an entry in locals (the translated tier does, per pointer) must drop
+it whenever something may have changed the layout (a helper call).
 """
 
 from __future__ import annotations
 
 import contextlib
 import struct
+import sys
 from collections import deque
 from collections.abc import Iterator
 from enum import Enum
@@ -49,6 +56,7 @@ __all__ = [
     "AddressSpace",
     "Region",
     "RegionKind",
+    "TableEntry",
 ]
 
 REGION_SHIFT = 32
@@ -57,8 +65,12 @@ OFFSET_MASK = REGION_SPAN - 1
 MAX_REGIONS = 1 << 14
 """Size of the fast lookup tables; region ids are always below this (ids are recycled, oldest first)."""
 ID_MASK = MAX_REGIONS - 1
-NO_ACCESS: tuple[Any, int, int] = (b"", 1, 0)
-"""The table entry of a missing (or, in ``wtab``, read-only) region: no address satisfies ``1 <= a < 0``."""
+TableEntry = tuple[Any, int, int, int, int, Any, Any, Any]
+"""``(buf, base, start, end, store end, u16 view, u32 view, u64 view)``: one region as the fast table
+holds it."""
+NO_ACCESS: TableEntry = (memoryview(b""), 0, 1, 0, 0, None, None, None)
+"""The table entry of a missing region: no offset satisfies ``1 <= o < 0``."""
+_NATIVE_LITTLE_ENDIAN = sys.byteorder == "little"
 
 _U64 = (1 << 64) - 1
 _UNPACK = {
@@ -101,7 +113,7 @@ class Region:
     a pointer back into an object.
     """
 
-    __slots__ = ("_space", "buf", "end", "id", "kind", "name", "owner", "start", "writable")
+    __slots__ = ("_space", "buf", "end", "id", "kind", "name", "owner", "start", "views", "writable")
 
     def __init__(
         self,
@@ -124,6 +136,9 @@ class Region:
         self.end = end
         self.writable = writable
         self.owner = owner
+        self.views: tuple[memoryview | None, memoryview | None, memoryview | None] = (None, None, None)
+        """``H``/``I``/``Q`` casts of ``buf`` (each as long as whole items fit), made once the space
+        serves a translated program (:meth:`AddressSpace.enable_typed_views`), else ``None``s."""
 
     @property
     def base(self) -> int:
@@ -163,6 +178,15 @@ class Region:
         )
 
 
+def _typed_views(buf: memoryview) -> tuple[memoryview | None, memoryview | None, memoryview | None]:
+    """Little-endian u16/u32/u64 views of ``buf`` for aligned accesses (no copy), when the host's
+    byte order is little-endian; an aligned access never reaches past the last whole item."""
+    if not _NATIVE_LITTLE_ENDIAN:
+        return None, None, None
+    n = len(buf)
+    return buf[: n & ~1].cast("H"), buf[: n & ~3].cast("I"), buf[: n & ~7].cast("Q")
+
+
 def _byte_view(buffer: Any) -> memoryview:
     try:
         view = memoryview(buffer)
@@ -187,10 +211,10 @@ class AddressSpace:
         self._regions: dict[int, Region] = {}
         self._next_id = 1
         self._free: deque[int] = deque()
-        self.rtab: list[tuple[Any, int, int]] = [NO_ACCESS] * MAX_REGIONS
-        self.wtab: list[tuple[Any, int, int]] = [NO_ACCESS] * MAX_REGIONS
+        self.table: list[TableEntry] = [NO_ACCESS] * MAX_REGIONS
         self._maps: dict[int, Region] = {}
         self._stack_frames: list[Region] = []
+        self._typed_views = False
 
     # -- regions ------------------------------------------------------------------------------
     def add(
@@ -226,12 +250,13 @@ class AddressSpace:
         reg = self._regions.pop(rid, None)
         if reg is None:
             return
-        self.rtab[rid & ID_MASK] = NO_ACCESS
-        self.wtab[rid & ID_MASK] = NO_ACCESS
+        self.table[rid & ID_MASK] = NO_ACCESS
         # Release now so the owner may close or resize its buffer; if someone still holds a view
         # derived from it, it is released when they drop it.
-        with contextlib.suppress(BufferError):
-            reg.buf.release()
+        for view in (*reg.views, reg.buf):
+            if view is not None:
+                with contextlib.suppress(BufferError):
+                    view.release()
         self._free.append(rid)
         for key, r in list(self._maps.items()):
             if r is reg:
@@ -253,6 +278,17 @@ class AddressSpace:
             raise ValueError(f"region {region.name!r}: the buffer is read-only")
         region.writable = writable
         self._publish(region)
+
+    def enable_typed_views(self) -> None:
+        """Give every region (now and from now on) its u16/u32/u64 views in the fast table.
+
+        Only the translated tier reads them; a space that serves only the interpreter does not pay
+        for making them (three memoryviews per region)."""
+        if self._typed_views or not _NATIVE_LITTLE_ENDIAN:
+            return
+        self._typed_views = True
+        for region in self._regions.values():
+            self._publish(region)
 
     def __iter__(self) -> Iterator[Region]:
         return iter(list(self._regions.values()))
@@ -387,7 +423,10 @@ class AddressSpace:
             raise ValueError(f"region {name!r}: window [{start}, {end}) is outside its {len(view)}-byte buffer")
 
     def _publish(self, region: Region) -> None:
-        base = region.base
-        entry = (region.buf, base + region.start, base + region.end) if region.end > region.start else NO_ACCESS
-        self.rtab[region.id & ID_MASK] = entry
-        self.wtab[region.id & ID_MASK] = entry if region.writable else NO_ACCESS
+        entry: TableEntry = NO_ACCESS
+        if self._typed_views and region.views[0] is None:
+            region.views = _typed_views(region.buf)
+        if region.end > region.start:
+            wend = region.end if region.writable else 0
+            entry = (region.buf, region.base, region.start, region.end, wend, *region.views)
+        self.table[region.id & ID_MASK] = entry

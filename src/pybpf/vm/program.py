@@ -19,9 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from pybpf.errors import PybpfError
+from pybpf.errors import ExecutionError, PybpfError
 from pybpf.isa.insn import Insn, Insns
-from pybpf.isa.opcodes import Kind, PseudoCall, PseudoSrc, Source
+from pybpf.isa.opcodes import AtomicOp, Kind, OpInfo, PseudoSrc, Source
+from pybpf.vm.execution import err_bad_register
 from pybpf.vm.memory import AddressSpace, Region, RegionKind
 from pybpf.vm.semantics import M64, sext
 
@@ -29,8 +30,10 @@ __all__ = [
     "Layout",
     "MapMemory",
     "ProgramLike",
+    "bad_register",
     "prepare",
     "reads_frame_pointer",
+    "uses_src_register",
     "written_registers",
 ]
 
@@ -114,6 +117,9 @@ class Layout:
         return self.code_region.base + slot
 
 
+_FETCHING = frozenset(int(op) for op in AtomicOp if op.fetch and op is not AtomicOp.CMPXCHG)
+
+
 def written_registers(insn: Insn) -> tuple[int, ...]:
     """Registers an instruction writes (for the "frame pointer is read only" rule and the translator)."""
     info = insn.info
@@ -123,14 +129,38 @@ def written_registers(insn: Insn) -> tuple[int, ...]:
     if kind in (Kind.ALU, Kind.END, Kind.LDX, Kind.LDDW):
         return (insn.dst,)
     if kind is Kind.ATOMIC:
-        if insn.imm == 0xF1:  # cmpxchg: old value to r0
+        if insn.imm == AtomicOp.CMPXCHG:  # the old value to r0
             return (0,)
-        if insn.imm & 0x01:  # fetch variants and xchg: old value to src
+        if insn.imm in _FETCHING:  # fetch variants and xchg: the old value to src
             return (insn.src,)
         return ()
-    if kind in (Kind.CALL, Kind.CALLX, Kind.LD_ABS, Kind.LD_IND):
+    if kind in (Kind.LD_ABS, Kind.LD_IND):  # Linux's rewrite leaves r1 = r6 and r2 = the offset
+        return (0, 1, 2)
+    if kind in (Kind.CALL, Kind.CALLX):
         return (0,)
     return ()
+
+
+# Kinds whose dst / src fields name a register (elsewhere the fields are ignored, or say something else:
+# a call's src is its kind, an lddw's src its pseudo kind).
+_DST_IS_REGISTER = frozenset({Kind.ALU, Kind.END, Kind.JCOND, Kind.CALLX, Kind.LDDW, Kind.LDX, Kind.ST, Kind.STX,
+                              Kind.ATOMIC})
+_SRC_IS_REGISTER = frozenset({Kind.LDX, Kind.STX, Kind.ATOMIC, Kind.LD_IND})
+
+
+def uses_src_register(info: OpInfo) -> bool:
+    """Whether instructions of this opcode read the register named by ``src``."""
+    return (info.source is Source.X and info.kind in (Kind.ALU, Kind.JCOND)) or info.kind in _SRC_IS_REGISTER
+
+
+def bad_register(pc: int, insn: Insn, info: OpInfo) -> ExecutionError | None:
+    """The error both tiers raise when an instruction names a register beyond r10 (an unverified
+    program may), or None."""
+    if insn.dst > 10 and info.kind in _DST_IS_REGISTER:
+        return err_bad_register(pc, insn.dst)
+    if insn.src > 10 and uses_src_register(info):
+        return err_bad_register(pc, insn.src)
+    return None
 
 
 def reads_frame_pointer(insn: Insn) -> bool:
@@ -141,9 +171,7 @@ def reads_frame_pointer(insn: Insn) -> bool:
     kind = info.kind
     if insn.dst == 10 and kind in (Kind.ALU, Kind.END, Kind.JCOND, Kind.ST, Kind.STX, Kind.ATOMIC, Kind.CALLX):
         return True
-    uses_src = (info.source is Source.X and kind in (Kind.ALU, Kind.JCOND)) or kind in (
-        Kind.LDX, Kind.STX, Kind.ATOMIC, Kind.LD_IND)
-    return uses_src and insn.src == 10
+    return uses_src_register(info) and insn.src == 10
 
 
 def _functions(slots: list[Insn | None], n: int) -> list[int]:
@@ -151,8 +179,7 @@ def _functions(slots: list[Insn | None], n: int) -> list[int]:
     for idx, insn in enumerate(slots):
         if insn is None:
             continue
-        is_call = insn.code == 0x85 and insn.src == PseudoCall.CALL
-        if is_call or (insn.code == 0x18 and insn.src == PseudoSrc.FUNC):
+        if insn.is_pseudo_call or insn.pseudo is PseudoSrc.FUNC:
             target = idx + 1 + sext(insn.imm, 32)
             if 0 <= target < n and slots[target] is not None:
                 starts.add(target)
@@ -168,11 +195,11 @@ def prepare(insns: Insns, space: AddressSpace, maps: Mapping[int, Any] | None = 
         slots[idx] = insn
     starts = _functions(slots, n)
     func_end = {s: (starts[i + 1] if i + 1 < len(starts) else n) for i, s in enumerate(starts)}
-    takes_addresses = any(i is not None and i.code == 0x18 and i.src == PseudoSrc.FUNC for i in slots)
+    takes_addresses = any(i is not None and i.pseudo is PseudoSrc.FUNC for i in slots)
     code = space.add(b"", RegionKind.CODE, f"code {name}".strip(), writable=False) if takes_addresses else None
     lddw: dict[int, LddwValue] = {}
     for idx, insn in enumerate(slots):
-        if insn is not None and insn.code == 0x18:
+        if insn is not None and insn.is_wide:
             lddw[idx] = _resolve_lddw(idx, insn, slots, n, space, maps, code)
     uses_frame = {
         s: any(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pybpf.isa.insn import sext
 from pybpf.isa.opcodes import AluOp, AtomicOp, JmpOp
 
 __all__ = [
@@ -38,12 +39,6 @@ __all__ = [
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
-
-
-def sext(value: int, bits: int) -> int:
-    """The low ``bits`` of ``value`` read as a two's-complement signed integer."""
-    value &= (1 << bits) - 1
-    return value - (1 << bits) if value >> (bits - 1) else value
 
 
 def sdiv(a: int, b: int, bits: int) -> int:
