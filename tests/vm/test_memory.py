@@ -170,3 +170,33 @@ def test_bad_buffers_are_refused() -> None:
         space.add(12345)
     with pytest.raises(ValueError, match="outside"):
         space.add(bytearray(4), start=2, end=8)
+
+
+def test_atomics_on_shared_map_memory_go_through_the_owner() -> None:
+    """A map owner that shares its memory (``SharedMemoryOwner``) performs the read-modify-write;
+    plain regions are updated in place."""
+    from pybpf.vm.memory import AddressSpace, RegionKind, SharedMemoryOwner
+
+    class Owner:
+        def __init__(self, buf: bytearray) -> None:
+            self.buf = buf
+            self.calls: list[tuple[int, int]] = []
+
+        def atomic_rmw(self, offset: int, size: int, update):  # type: ignore[no-untyped-def]
+            self.calls.append((offset, size))
+            old = int.from_bytes(self.buf[offset:offset + size], "little")
+            new = update(old)
+            if new is not None:
+                self.buf[offset:offset + size] = new.to_bytes(size, "little")
+            return old
+
+    space = AddressSpace()
+    storage = bytearray(16)
+    owner = Owner(storage)
+    assert isinstance(owner, SharedMemoryOwner)
+    region = space.map_region(7, storage, owner, "m")
+    assert space.atomic(region.base + 8, 4, lambda v: v + 5) == 0
+    assert space.atomic(region.base + 8, 4, lambda v: None) == 5  # a failed cmpxchg writes nothing
+    assert owner.calls == [(8, 4), (8, 4)] and storage[8] == 5
+    stack = space.add(bytearray(8), RegionKind.STACK, "s")
+    assert space.atomic(stack.base, 8, lambda v: v | 3) == 0 and space.load(stack.base, 8) == 3

@@ -258,6 +258,32 @@ def atomic_cmpxchg64(addr: int, old: int, new: int) -> int:
     return _fallback_rmw(addr, "<Q", lambda v: (new & m) if v == (old & m) else None)
 
 
+def atomic_update(addr: int, size: int, update: Callable[[int], int | None]) -> int:
+    """Atomically replace the ``size``-byte (1, 2, 4 or 8) integer at ``addr`` by ``update(old)``
+    (``None``: leave it), with a compare-and-exchange loop on the aligned 4- or 8-byte word that
+    holds it — what ``lock`` instructions of programs in two processes need to lose no update.
+    Returns the old value."""
+    if size not in (1, 2, 4, 8):
+        raise ValueError(f"atomic access of {size} bytes")
+    word = 8 if size == 8 else 4
+    waddr = addr & ~(word - 1)
+    shift = (addr - waddr) * 8
+    if shift + size * 8 > word * 8:
+        raise ValueError("atomic access crosses a word boundary")
+    mask = (1 << (8 * size)) - 1
+    cmpxchg = atomic_cmpxchg64 if word == 8 else atomic_cmpxchg32
+    fmt = "<Q" if word == 8 else "<I"
+    while True:
+        cur = int(struct.unpack(fmt, ctypes.string_at(waddr, word))[0])
+        old = (cur >> shift) & mask
+        new = update(old)
+        if new is None:
+            return old
+        want = (cur & ~(mask << shift)) | ((new & mask) << shift)
+        if cmpxchg(waddr, cur, want) == cur:
+            return old
+
+
 def atomic_add32(addr: int, value: int) -> int:
     """``lock xadd`` on a u32: adds ``value``, returns the previous value."""
     if _NATIVE is not None:

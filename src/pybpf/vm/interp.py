@@ -278,18 +278,14 @@ def _stx(m: _Machine, s: _Step) -> int:
 
 def _atomic(m: _Machine, s: _Step) -> int:
     r = m.regs
-    space = m.ex.space
     addr = (r[s.dst] + s.off) & M64
-    space.resolve(addr, s.size, True, s.pc)  # a read-modify-write: check as a store first
-    old = space.load(addr, s.size, pc=s.pc)
-    op = s.insn.imm
     operand = r[s.src] & s.mask
-    if op == AtomicOp.CMPXCHG:
-        if old == r[0] & s.mask:
-            space.store(addr, s.size, operand, pc=s.pc)
-        r[0] = old
+    if s.insn.imm == AtomicOp.CMPXCHG:
+        expected = r[0] & s.mask
+        r[0] = m.ex.space.atomic(addr, s.size, lambda v: operand if v == expected else None, pc=s.pc)
         return s.next
-    space.store(addr, s.size, s.func(old, operand, s.mask), pc=s.pc)  # type: ignore[misc]
+    func, mask = s.func, s.mask
+    old = m.ex.space.atomic(addr, s.size, lambda v: func(v, operand, mask), pc=s.pc)  # type: ignore[misc]
     if s.fetch:  # the fetch variants and xchg
         r[s.src] = old
     return s.next

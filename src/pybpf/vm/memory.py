@@ -40,9 +40,9 @@ import contextlib
 import struct
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pybpf.errors import MemoryFault
 
@@ -102,6 +102,18 @@ class RegionKind(Enum):
     RINGBUF = "ringbuf"  # a reserved ring-buffer record
     CODE = "code"  # a program's code: addresses of BPF functions (callbacks); no readable bytes
     OTHER = "other"
+
+
+@runtime_checkable
+class SharedMemoryOwner(Protocol):
+    """The owner of a MAP region whose bytes other processes or native code change concurrently.
+
+    ``atomic_rmw(offset, size, update)`` performs ``new = update(old)`` on the integer at ``offset``
+    of the owner's buffer as one atomic step (``None`` = no write) and returns ``old``. The kernel
+    layer's maps implement it with ``lock cmpxchg`` on their native memory.
+    """
+
+    def atomic_rmw(self, offset: int, size: int, update: Callable[[int], int | None]) -> int: ...
 
 
 class Region:
@@ -394,6 +406,26 @@ class AddressSpace:
         """Store the low ``size`` bytes of ``value`` little-endian."""
         buf, off = self.resolve(address, size, True, pc)
         _PACK[size](buf, off, value & ((1 << (8 * size)) - 1))
+
+    def atomic(self, address: int, size: int, update: Callable[[int], int | None], *, pc: int = -1) -> int:
+        """An atomic read-modify-write of the ``size``-byte integer at ``address``; returns the old value.
+
+        ``update(old)`` gives the new value, or ``None`` to leave memory as it is (a failed cmpxchg).
+        Where the region's owner shares its memory with other processes or with native code (a map:
+        :class:`SharedMemoryOwner`), the owner performs it with a real atomic instruction, so that
+        ``lock`` instructions of programs in different processes lose no update, as on several CPUs;
+        elsewhere (stack, packet) a plain read-modify-write is atomic enough.
+        """
+        buf, off = self.resolve(address, size, True, pc)
+        region = self._regions[address >> REGION_SHIFT]
+        rmw = getattr(region.owner, "atomic_rmw", None) if region.kind is RegionKind.MAP else None
+        if rmw is not None:
+            return int(rmw(off, size, update))
+        old = int(_UNPACK[size, False](buf, off)[0])
+        new = update(old)
+        if new is not None:
+            _PACK[size](buf, off, new & ((1 << (8 * size)) - 1))
+        return old
 
     def cstring(self, address: int, max_len: int = 4096, *, pc: int = -1) -> bytes:
         """The NUL-terminated string at ``address`` (without the NUL); faults if it runs out of its

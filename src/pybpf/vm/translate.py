@@ -795,38 +795,30 @@ class _FunctionWriter:
         return f"r{a.insn.src} & {mask:#x}"
 
     def emit_atomic(self, a: _Access, g: str, indent: int) -> None:
-        """A read-modify-write of one checked location (through the store guess: it writes)."""
+        """A read-modify-write through :meth:`AddressSpace.atomic` (the owner of shared map memory
+        makes it atomic across processes), never through the guesses: it is not a hot path."""
         insn, pc, size = a.insn, a.pc, a.size
         try:
             op = AtomicOp(insn.imm)
         except ValueError:
             self.emit(indent, f"raise {self.tr.error(X.err_bad_atomic(pc, insn.imm))}()")
             return
-        base = f"r{a.base}"
-        fits = f"s{g} <= o and o + {size} <= w{g}"
-        self.emit(indent, f"o = {_plus(f'{base} - G{g}', a.off)}")
-        self.emit(indent, f"if not ({fits}):")
-        self.emit(indent + 1, f"{_guess_names(g)} = TAB[{base} >> 32 & {ID_MASK:#x}]")
-        self.emit(indent + 1, f"o = {_plus(f'{base} - G{g}', a.off)}")
-        self.emit(indent, f"b, o = (b{g}, o) if {fits} else RESOLVE(ex, {pc}, {_address(a)}, {size})")
-        unpack, pack = self.tr.unpacker(size, False), self.tr.packer(size)
         width_mask = f"{(1 << (8 * size)) - 1:#x}"
         s = f"r{insn.src}"
-        self.emit(indent, f"v = {unpack}(b, o)[0]")
+        operand = f"s={s} & {width_mask}"
         if op is AtomicOp.CMPXCHG:
-            self.emit(indent, f"if v == r0 & {width_mask}: {pack}(b, o, {s} & {width_mask})")
-            self.emit(indent, "r0 = v")
+            update = f"lambda v, {operand}, e=r0 & {width_mask}: s if v == e else None"
+            self.emit(indent, f"r0 = ATOMIC(ex, {pc}, {_address(a)}, {size}, {update})")
             return
         new = {
-            AtomicOp.ADD: f"(v + {s}) & {width_mask}",
-            AtomicOp.OR: f"v | ({s} & {width_mask})",
-            AtomicOp.AND: f"v & {s}",
-            AtomicOp.XOR: f"v ^ ({s} & {width_mask})",
-            AtomicOp.XCHG: f"{s} & {width_mask}",
+            AtomicOp.ADD: f"(v + s) & {width_mask}",
+            AtomicOp.OR: "v | s",
+            AtomicOp.AND: "v & s",
+            AtomicOp.XOR: "v ^ s",
+            AtomicOp.XCHG: "s",
         }[op.base]
-        self.emit(indent, f"{pack}(b, o, {new})")
-        if op.fetch:
-            self.emit(indent, f"{s} = v")
+        target = s if op.fetch else "v"
+        self.emit(indent, f"{target} = ATOMIC(ex, {pc}, {_address(a)}, {size}, lambda v, {operand}: {new})")
 
     def emit_exit(self, pc: int, indent: int) -> None:
         """``exit``: settle the budget, close the frame, return r0 to the caller (Python's own return)."""
@@ -1073,6 +1065,7 @@ class _Translator:
             "LOAD": _load,
             "STORE": _store,
             "RESOLVE": _resolve,
+            "ATOMIC": _atomic,
             "TAIL": _tail,
             "LDABS": ld_abs,
             "CALLX": self._callx,
@@ -1153,6 +1146,10 @@ def _store(ex: Execution, pc: int, address: int, size: int, value: int) -> None:
 
 def _resolve(ex: Execution, pc: int, address: int, size: int) -> tuple[memoryview, int]:
     return ex.space.resolve(address, size, True, pc)
+
+
+def _atomic(ex: Execution, pc: int, address: int, size: int, update: Callable[[int], int | None]) -> int:
+    return ex.space.atomic(address, size, update, pc=pc)
 
 
 def _tail(ex: Execution, t: TailCall) -> Callable[..., int] | None:

@@ -360,6 +360,12 @@ class Map:
         """The process address of the storage (what the JIT embeds for ``lddw`` map loads)."""
         return self.base
 
+    def atomic_rmw(self, offset: int, size: int, update: Any) -> int:
+        """The vm's ``SharedMemoryOwner``: a program's atomic instruction on this map's memory, done
+        with ``lock cmpxchg`` on the native storage, so programs in several processes sharing a
+        pinned map (and JIT-compiled code) lose no update."""
+        return native.atomic_update(self.base + offset, size, update)
+
     @property
     def btf(self) -> Any:
         """The map's BTF (a :class:`pybpf.btf.BtfSpec`), kept in the storage so a pinned map opened
