@@ -43,7 +43,6 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import IO, Any
 
 from pybpf.errors import BpfError, NotSupportedError
@@ -53,7 +52,7 @@ from pybpf.hooks.outputs import FrameSink, PcapSink, redirect_dir_sink
 from pybpf.hooks.packet import ETH_HLEN, Frame, batched, frames_from_pcap
 from pybpf.hooks.pcap import PcapFormat
 from pybpf.hooks.runners import INT_MAX, XdpRun, XdpRunner, kernel_program, xdp_runner
-from pybpf.uapi import MapType, ProgType
+from pybpf.uapi import MapType, ProgType, XdpAction, c_name
 
 __all__ = ["XdpAction", "XdpHook", "XdpOutcome", "XdpStats", "run_pcap", "warn_invalid_xdp_action"]
 
@@ -62,22 +61,7 @@ BPF_F_EXCLUDE_INGRESS = 1 << 4
 EBADRQC = 56
 
 
-class XdpAction(IntEnum):
-    """``enum xdp_action``."""
-
-    ABORTED = 0
-    DROP = 1
-    PASS = 2
-    TX = 3
-    REDIRECT = 4
-
-    @property
-    def c_name(self) -> str:
-        """The action's name in C (``XDP_PASS``...)."""
-        return f"XDP_{self.name}"
-
-
-VERDICT_NAMES = tuple(a.c_name for a in XdpAction)
+VERDICT_NAMES = tuple(c_name(a) for a in XdpAction)
 
 
 def warn_invalid_xdp_action(act: int, prog_name: str, prog_id: int, dev_name: str | None) -> str:
