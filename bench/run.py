@@ -6,16 +6,18 @@ For each program of bench/progs/ (bench/SHARED-README.md) and each frame of benc
 
 1. **the real path**: compile the C source (:mod:`pybpf.toolchain`: clang, else the ziglang wheel),
    load it (:func:`pybpf.load`: maps, relocations, ``BPF_PROG_LOAD`` with the verifier and its
-   fixups), fill the LPM route table from ``routes.keyval``. A program the verifier rejects falls
-   back, *visibly* (``path`` column), to the loader-level stream with the context accesses converted
-   by progtypes' ``convert_ctx_access``;
+   fixups), fill the LPM route table from ``routes.keyval``. A program the verifier rejects is
+   loaded without it, *visibly* (``path`` in the notes), for the kernel column only (the vm engines
+   and the JIT run verified programs);
 2. **interpreter** and **translate** columns: ``BPF_PROG_TEST_RUN`` on the vm's engines, ns per run
    (the kernel's duration: mean wall time over ``repeat`` runs);
-3. **jit** column: :class:`pybpf.jit.engine.JitEngine` — native map helpers, the context built by the
-   batch runner, ``repeat`` runs in one native call (the path ``--engine jit`` test runs take once
-   the kernel layer hands them to the engine); fractional ns = wall time of the call / repeat,
-   best of several rounds. The ``jit test_run`` column is what ``pybpf prog run ... --engine jit``
-   costs today through the kernel layer's ``BPF_PROG_TEST_RUN``, whatever it is wired to;
+3. **jit** column: exactly what ``pybpf prog run PROG data_in FILE repeat N --engine jit`` does, in
+   process — the kernel layer's ``BPF_PROG_TEST_RUN`` (:func:`pybpf.kernel.test_run.test_run`,
+   ``engine="jit"``), which hands the program's :class:`pybpf.jit.engine.JitEngine` (native map
+   helpers) the packet in native memory and runs all ``repeat`` runs in one batch-runner call; the
+   figure is the ``duration`` it reports (mean ns per run), best of several rounds. The **batch**
+   column is the same engine called directly (no test-run set-up; CPU ns per run, fractional), to
+   show what the CLI path adds: ``tr/batch``;
 4. **kernel** column: the live kernel's JIT through ``BPF_PROG_TEST_RUN`` (bench/kernel_bench.py's
    method: clang-19, bpftool, wall clock around one long call minus the fixed attach cost), measured
    in the same invocation; skipped, with the reason, without root / bpftool / clang-19 / bpf(2);
@@ -85,8 +87,10 @@ class Row:
     interp_ns: float | None = None
     translate_ns: float | None = None
     jit_ns: float | None = None
+    """``BPF_PROG_TEST_RUN`` with ``engine="jit"`` (the CLI's path): its duration, best of rounds."""
+    jit_batch_ns: float | None = None
+    """The same JitEngine called directly: CPU ns per run of one batch-runner call, best of rounds."""
     jit_wall_ns: float | None = None
-    jit_test_run_ns: float | None = None
     kernel_ns: float | None = None
     kernel_wall_ns: float | None = None
     results: dict[str, int] = field(default_factory=dict)
@@ -94,7 +98,9 @@ class Row:
 
     @property
     def jit_ratio(self) -> float | None:
-        return self.jit_ns / self.kernel_ns if self.jit_ns and self.kernel_ns and self.kernel_ns > 0 else None
+        """JIT (the CLI's path; the bare engine for a fallback row) over the kernel."""
+        jit = self.jit_ns if self.jit_ns is not None else self.jit_batch_ns
+        return jit / self.kernel_ns if jit and self.kernel_ns and self.kernel_ns > 0 else None
 
 
 def _gen_packets(out: Path) -> tuple[Any, dict[str, Any]]:
@@ -112,7 +118,6 @@ def _gen_packets(out: Path) -> tuple[Any, dict[str, Any]]:
 class Loaded:
     name: str
     coll: Any
-    program: Any  # what the engines run (the kernel Program, or the fallback's stand-in)
     kernel_program: Any
     path: str
     compile_ms: float
@@ -131,31 +136,6 @@ def _without_verifier() -> Iterator[None]:
         prog_load._verifier_entry = saved
 
 
-class _Converted:
-    """The fallback's program: the loader-level stream with the context accesses converted."""
-
-    def __init__(self, kprog: Any) -> None:
-        from pybpf.isa import Insns
-        from pybpf.progtypes import descriptor
-
-        desc = descriptor(int(kprog.image.prog_type))
-        out = []
-        ctx_live = True
-        for insn in kprog.insns:
-            info = insn.info
-            kind = info.kind.value if info is not None else ""
-            if ctx_live and kind == "ldx" and insn.src == 1:
-                out.extend(desc.convert_ctx_access(insn, insn.size.bytes) or [insn])
-            else:
-                out.append(insn)
-            if (insn.dst == 1 and kind in ("alu", "ldx", "lddw", "end")) or insn.code == 0x85:
-                ctx_live = False
-        self.insns = Insns(out)
-        self.used_maps = kprog.used_maps
-        self.image = kprog.image
-        self.id = kprog.id
-
-
 def load_program(name: str, obj: Path, kernel: Any, compile_ms: float) -> Loaded:
     from pybpf import LoadOptions, load
     from pybpf.errors import VerifierError
@@ -164,14 +144,14 @@ def load_program(name: str, obj: Path, kernel: Any, compile_ms: float) -> Loaded
     try:
         coll = load(obj, LoadOptions(kernel=kernel))
         prog = coll.programs[name].kernel_program
-        return Loaded(name, coll, prog, prog, "verifier", compile_ms, (time.perf_counter() - t0) * 1e3)
+        return Loaded(name, coll, prog, "verifier", compile_ms, (time.perf_counter() - t0) * 1e3)
     except VerifierError as e:
         reason = str(e).splitlines()[0][:80]
     with _without_verifier():
         coll = load(obj, LoadOptions(kernel=kernel))
     kprog = coll.programs[name].kernel_program
-    return Loaded(name, coll, _Converted(kprog), kprog, f"FALLBACK loader+convert_ctx_access (verifier: {reason})",
-                  compile_ms, (time.perf_counter() - t0) * 1e3)
+    return Loaded(name, coll, kprog, f"FALLBACK loader only (verifier: {reason})", compile_ms,
+                  (time.perf_counter() - t0) * 1e3)
 
 
 def fill_routes(loaded: Loaded, gen: Any) -> None:
@@ -193,23 +173,20 @@ def _vm_ns(kernel: Any, prog: Any, frame: bytes, engine: str, budget: Budget) ->
 
 
 def _jit_engine(loaded: Loaded) -> Any:
-    from pybpf.jit.engine import JitEngine
-    from pybpf.kernel.custom import custom_helpers
-    from pybpf.kernel.helpers import helper_table
-    from pybpf.vm import ProgramExit, RegionKind
-
-    helpers = helper_table(custom_helpers(int(loaded.kernel_program.image.prog_type)))
-    return JitEngine(loaded.program, helpers=helpers, map_kind=RegionKind.MAP, scratch_kind=RegionKind.MEM,
-                     exit_exceptions=(ProgramExit,))
+    """The JIT engine the test runs use (the kernel program's ``runner("jit")``); None for the
+    verifier-rejected fallback: the JIT runs verified programs only."""
+    return loaded.kernel_program.runner("jit").impl if loaded.path == "verifier" else None
 
 
-def _jit_prepare(engine: Any, frame: bytes, budget: Budget) -> tuple[int, int, bytes]:
-    """(runs per timed call, the first run's return value, the packet after it)."""
-    x = engine.xdp_buff(frame)
-    first = engine.run_xdp(x, 1)
-    data_out = x.packet()
+def _jit_prepare(kernel: Any, loaded: Loaded, engine: Any, frame: bytes, budget: Budget) -> tuple[int, int, bytes]:
+    """(runs per timed call, the first run's return value, the packet after it), the first run
+    through the CLI's path."""
+    from pybpf.kernel.test_run import test_run
+
+    first = test_run(kernel, loaded.kernel_program, frame, repeat=1, engine="jit")
     probe = engine.run_xdp(engine.xdp_buff(frame), 2000)
-    return max(1, int(budget.jit_seconds * 1e9 / max(probe.total_ns / 2000, 0.5))), first.retval, data_out
+    n = max(1, int(budget.jit_seconds * 1e9 / max(probe.total_ns / 2000, 0.5)))
+    return n, first.retval, first.data_out
 
 
 def _jit_once(engine: Any, frame: bytes, n: int) -> tuple[float, float]:
@@ -223,16 +200,11 @@ def _jit_once(engine: Any, frame: bytes, n: int) -> tuple[float, float]:
     return cpu / n, r.total_ns / n
 
 
-def _jit_test_run_ns(kernel: Any, prog: Any, frame: bytes, budget: Budget) -> float | None:
-    from pybpf.errors import PybpfError
+def _jit_test_run_once(kernel: Any, prog: Any, frame: bytes, n: int) -> float:
+    """One ``BPF_PROG_TEST_RUN`` of ``n`` repeats on the JIT: the duration it reports (ns per run)."""
     from pybpf.kernel.test_run import test_run
 
-    try:
-        first = test_run(kernel, prog, frame, repeat=1, engine="jit")
-        n = max(1, min(100_000, int(budget.vm_seconds * 1e9 / max(first.duration, 1))))
-        return float(test_run(kernel, prog, frame, repeat=n, engine="jit").duration)
-    except (PybpfError, NotImplementedError, TypeError, AttributeError):
-        return None
+    return float(test_run(kernel, prog, frame, repeat=n, engine="jit").duration)
 
 
 # -- the live kernel -------------------------------------------------------------------------------------
@@ -343,6 +315,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     notes: list[str] = ["--quick: tiny repeat counts, the figures are not measurements"] if args.quick else []
     report: dict[str, Any] = {"machine": {"python": platform.python_version(), "kernel": platform.release(),
                                           "cpu": _cpu_model(), "nproc": os.cpu_count()}, "notes": notes}
+    report["load_start"] = list(os.getloadavg())
     compiler = find_compiler()
     report["compiler"] = compiler.describe()
     rows: list[Row] = []
@@ -359,7 +332,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if name == "xdp_lpm_route":
                 fill_routes(loaded[name], gen)
             if loaded[name].path != "verifier":
-                notes.append(f"{name}: {loaded[name].path}")
+                notes.append(f"{name}: {loaded[name].path}; not run on the JIT (it runs verified programs only)")
         report["seed_demo"] = seed_demo_compile(kernel, tmp, compile_c)
 
         baseline: KernelBaseline | None = None
@@ -396,32 +369,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         check("interpreter", rv, out)
                         row.translate_ns, rv, out = _vm_ns(kernel, lp.kernel_program, frame, "translate", budget)
                         check("translate", rv, out)
-                    if lp.path == "verifier":
-                        row.jit_test_run_ns = _jit_test_run_ns(kernel, lp.kernel_program, frame, budget)
-                    n, rv, out = _jit_prepare(engine, frame, budget)
-                    check("jit", rv, out)
+                    n = 0
+                    if engine is not None:
+                        n, rv, out = _jit_prepare(kernel, lp, engine, frame, budget)
+                        check("jit", rv, out)
                     cell = baseline.prepare(name, frame, budget) if baseline is not None else None
                     if cell is not None:
                         check("kernel", cell["retval"], None)
-                    # alternate JIT and kernel rounds, so that both see the machine's load alike
-                    best = {"jit": float("inf"), "jit_wall": float("inf"), "kern": float("inf"),
-                            "kern_wall": float("inf")}
+                    # alternate the CLI path, the bare batch runner and the kernel round by round, so
+                    # that all three see the machine's load alike
+                    inf = float("inf")
+                    best = {"tr": inf, "batch": inf, "batch_wall": inf, "kern": inf, "kern_wall": inf}
                     for _ in range(max(budget.jit_rounds, budget.kernel_rounds)):
-                        cpu, wall = _jit_once(engine, frame, n)
-                        best["jit"], best["jit_wall"] = min(best["jit"], cpu), min(best["jit_wall"], wall)
+                        if engine is not None:
+                            best["tr"] = min(best["tr"], _jit_test_run_once(kernel, lp.kernel_program, frame, n))
+                            cpu, wall = _jit_once(engine, frame, n)
+                            best["batch"] = min(best["batch"], cpu)
+                            best["batch_wall"] = min(best["batch_wall"], wall)
                         if cell is not None and baseline is not None:
                             kd, kw = baseline.once(cell)
                             best["kern"], best["kern_wall"] = min(best["kern"], kd), min(best["kern_wall"], kw)
-                    row.jit_ns, row.jit_wall_ns = best["jit"], best["jit_wall"]
+                    if engine is not None:
+                        row.jit_ns, row.jit_batch_ns, row.jit_wall_ns = best["tr"], best["batch"], best["batch_wall"]
                     if cell is not None:
                         row.kernel_ns, row.kernel_wall_ns = best["kern"], best["kern_wall"]
                     rows.append(row)
                     print(_row_line(row), flush=True)
-                engine.close()
         finally:
             if baseline is not None:
                 baseline.close()
     report["rows"] = [{**asdict(r), "jit_ratio": r.jit_ratio} for r in rows]
+    report["load_end"] = list(os.getloadavg())
     report["quick"] = bool(args.quick)
     return report
 
@@ -440,17 +418,22 @@ def _cpu_model() -> str:
 
 
 HEADER = (f"{'program':18s} {'frame':14s} {'size':>5s} {'interp':>9s} {'transl':>9s} {'jit':>9s} "
-          f"{'kernel':>9s} {'jit/kern':>8s} {'interp/k':>9s} {'jit wall':>9s} {'k wall':>9s} {'wall j/k':>8s} "
-          f"{'jit test_run':>12s}  check")
+          f"{'kernel':>9s} {'jit/kern':>8s} {'interp/k':>9s} {'batch':>9s} {'tr/batch':>8s} {'jit wall':>9s} "
+          f"{'k wall':>9s} {'wall j/k':>8s}  check")
 
 
 def _row_line(r: Row) -> str:
     mark = "*" if r.table else " "
+    jit = r.jit_ns if r.jit_ns is not None else r.jit_batch_ns
     return (f"{r.prog + mark:18s} {r.frame:14s} {r.size:5d} {_fmt(r.interp_ns)} {_fmt(r.translate_ns)} "
-            f"{_fmt(r.jit_ns)} {_fmt(r.kernel_ns)} {_ratio(r.jit_ns, r.kernel_ns):>8s} "
-            f"{_ratio(r.interp_ns, r.kernel_ns):>9s} {_fmt(r.jit_wall_ns)} {_fmt(r.kernel_wall_ns)} "
-            f"{_ratio(r.jit_wall_ns, r.kernel_wall_ns):>8s} {_fmt(r.jit_test_run_ns, 12)}  "
+            f"{_fmt(r.jit_ns)} {_fmt(r.kernel_ns)} {_ratio(jit, r.kernel_ns):>8s} "
+            f"{_ratio(r.interp_ns, r.kernel_ns):>9s} {_fmt(r.jit_batch_ns)} {_ratio(r.jit_ns, r.jit_batch_ns):>8s} "
+            f"{_fmt(r.jit_wall_ns)} {_fmt(r.kernel_wall_ns)} {_ratio(r.jit_wall_ns, r.kernel_wall_ns):>8s}  "
             f"{'ok' if not r.wrong else 'WRONG: ' + '; '.join(r.wrong)}")
+
+
+def _load(avg: Any) -> str:
+    return "-" if not avg else " ".join(f"{v:.2f}" for v in avg)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -463,15 +446,18 @@ def render(report: dict[str, Any]) -> str:
         "path: compile (pybpf.toolchain) -> load (pybpf.load: maps, relocations, BPF_PROG_LOAD, verifier + fixups)"
         " -> engine",
         "interp/transl: BPF_PROG_TEST_RUN on the vm's interpreter / translate tier (mean ns per run)",
-        "jit: pybpf.jit.engine.JitEngine, native helpers, repeat runs in one batch-runner call: best CPU ns per"
-        " run (the thread's CPU time, not the time it sat preempted)",
+        "jit: `pybpf prog run PROG data_in F repeat N --engine jit` in process: BPF_PROG_TEST_RUN on the"
+        " program's JitEngine (native helpers, all N runs in one batch-runner call): best reported duration",
+        "batch: the same JitEngine called directly, one batch-runner call: best CPU ns per run (the thread's"
+        " CPU time, not the time it sat preempted); tr/batch = jit / batch, what the CLI path adds",
         "kernel: the live kernel's JIT through BPF_PROG_TEST_RUN: best of its own 'duration' (its timer stops"
         " while the task is rescheduled), "
         + ("measured in this run, rounds alternating with the jit's" if report["kernel_baseline"] == "measured"
            else report["kernel_baseline"]),
-        "jit wall / k wall: the same runs by the wall clock (kernel: minus its fixed attach cost, as"
-        " bench/kernel_bench.py measures), for a quiet machine",
-        "jit test_run: `pybpf prog run ... --engine jit` through the kernel layer's test run as wired today",
+        "jit wall / k wall: the batch and kernel runs by the wall clock (kernel: minus its fixed attach cost,"
+        " as bench/kernel_bench.py measures), for a quiet machine",
+        f"load average (1/5/15 min) at the start: {_load(report.get('load_start'))}, at the end: "
+        f"{_load(report.get('load_end'))}",
         "* = a row of bench/SHARED-README.md's table",
         "",
         HEADER,

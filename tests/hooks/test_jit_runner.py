@@ -18,6 +18,7 @@ from pybpf.hooks.outputs import CollectSink
 from pybpf.hooks.packet import Frame, frames_from_pcap
 from pybpf.hooks.runners import JitXdpRunner
 from pybpf.hooks.xdp import XdpHook
+from pybpf.uapi import HelperId
 
 from .frames import ipv4_udp
 
@@ -82,10 +83,16 @@ def test_jit_redirect_info_is_per_frame(load: Callable[..., Any]) -> None:
     assert [e.ifindex for e in redirect.frames] == [1, 1, 1]
 
 
-def test_programs_needing_kernel_state_are_refused_clearly(load: Callable[..., Any]) -> None:
+def test_programs_with_packet_helpers_run_natively(load: Callable[..., Any]) -> None:
+    """bpf_xdp_adjust_tail (once a reason to refuse the batch runner) is native code now: the frames
+    are cut as on the interpreter, in one native call."""
     prog = load("xdp_hooks", "trim_tail").kernel_program
-    with pytest.raises(NotSupportedError, match="bpf_xdp_adjust_tail"):
-        JitXdpRunner(prog)
+    runner = _jit_or_skip(prog)
+    assert {int(HelperId.xdp_adjust_tail)} <= set(runner._eng.native_ids)
+    frames = [Frame(ipv4_udp(n), number=i + 1) for i, n in enumerate((18, 500, 1400))]
+    got = runner.run_xdp(frames)
+    assert [r.data for r in got] == [f.data[:60] for f in frames]
+    assert got == XdpHook(prog, devices=LO).runner.run_xdp(frames)  # the interpreter's KernelXdpRunner
 
 
 @pytest.fixture(scope="module")

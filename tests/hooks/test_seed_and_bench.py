@@ -4,6 +4,7 @@ capture agreeing with its expected.json (the reference results computed independ
 from __future__ import annotations
 
 import json
+import platform
 import struct
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from pybpf.hooks.xdp import XdpHook, run_pcap
 
 from .frames import ipv4_udp
 
+ENGINES = ["interpreter", "translate"] + (["jit"] if platform.machine() in ("x86_64", "AMD64") else [])
+
 pytestmark = pytest.mark.toolchain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +33,7 @@ FRAME_ORDER = ("udp64", "tcp1500", "vlan_tcp6_128")  # the order gen_packets.py 
 LO = {1: NetDevice(1, "lo", 65536)}
 
 
-@pytest.mark.parametrize("engine", ["interpreter", "translate"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_seed_demo_counts_every_packet(load: Callable[..., Any], tmp_path: Path, engine: str) -> None:
     n = 250
     src = tmp_path / "in.pcapng"

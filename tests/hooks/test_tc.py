@@ -4,6 +4,7 @@ programs (tests/hooks/progs/tc_hooks.c)."""
 from __future__ import annotations
 
 import errno
+import platform
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from pybpf.hooks.tc import SkbHook, TcAction, run_pcap
 from pybpf.uapi import ProgType
 
 from .frames import MAC_A, eth, ipv4_udp, vlan_tagged
+
+ENGINES = ["interpreter", "translate"] + (["jit"] if platform.machine() in ("x86_64", "AMD64") else [])
 
 DEVICES = {1: NetDevice(1, "lo", 65536), 2: NetDevice(2, "eth0"), 3: NetDevice(3, "down0", up=False)}
 
@@ -155,7 +158,7 @@ def test_runt_frames_and_wrong_program_types() -> None:
 # -- real programs ------------------------------------------------------------------------------------
 
 @pytest.mark.toolchain
-@pytest.mark.parametrize("engine", ["interpreter", "translate"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_mark_and_shot(load: Callable[..., Any], engine: str) -> None:
     prog = load("tc_hooks", "mark_ipv4").kernel_program
     arp = eth(b"\xff" * 6, MAC_A, 0x0806, bytes(28))

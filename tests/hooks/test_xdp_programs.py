@@ -3,6 +3,7 @@ each verdict and each packet-modifying helper leaves in the hook's outputs."""
 
 from __future__ import annotations
 
+import platform
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ from .frames import MAC_A, MAC_B, eth, ipv4_udp, vlan_tagged
 pytestmark = pytest.mark.toolchain
 
 LO = {1: NetDevice(1, "lo", 65536)}
-ENGINES = ["interpreter", "translate"]
+ENGINES = ["interpreter", "translate"] + (["jit"] if platform.machine() in ("x86_64", "AMD64") else [])
 
 
 def _run(prog: Any, frames: list[bytes], *, engine: str = "interpreter", ifindex: int = 2,
@@ -101,10 +102,11 @@ def test_adjust_tail_grows(load: Callable[..., Any]) -> None:
     assert sinks["pass_"].data == [f + b"\xab" * 16]
 
 
-def test_adjust_meta_is_reported_but_not_part_of_the_frame(load: Callable[..., Any]) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_adjust_meta_is_reported_but_not_part_of_the_frame(load: Callable[..., Any], engine: str) -> None:
     prog = load("xdp_hooks", "meta_len")
     f = ipv4_udp(33)
-    _hook, outs, sinks = _run(prog, [f])
+    _hook, outs, sinks = _run(prog, [f], engine=engine)
     assert outs[0].meta == struct.pack("<I", len(f))
     assert sinks["pass_"].data == [f]
 
@@ -160,7 +162,8 @@ def test_redirect_map_devmap_hash(kernel: Any, compiled: Callable[..., Path]) ->
         coll.close()
 
 
-def test_devmap_entry_program_runs_on_the_frame(kernel: Any, compiled: Callable[..., Path]) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_devmap_entry_program_runs_on_the_frame(kernel: Any, compiled: Callable[..., Path], engine: str) -> None:
     from pybpf import loader
 
     coll = loader.load(compiled("xdp_hooks"), programs=["redirect_prog_ports", "devmap_mark"], kernel=kernel)
@@ -171,14 +174,14 @@ def test_devmap_entry_program_runs_on_the_frame(kernel: Any, compiled: Callable[
         ports[struct.pack("<I", 1)] = struct.pack("<Ii", 1, 0)        # loopback, no program
         prog = coll.programs["redirect_prog_ports"]
         arp = eth(b"\xff" * 6, MAC_A, 0x0806, bytes(28))
-        hook, outs, sinks = _run(prog, [ipv4_udp(), arp], rx_queue=0)
+        hook, outs, sinks = _run(prog, [ipv4_udp(), arp], rx_queue=0, engine=engine)
         assert [o.action for o in outs] == ["redirect", "redirect"]
         assert outs[1].egress == ()  # dropped by the entry's program: the redirect itself succeeded
         assert sinks["redirect"].data == [b"\x01" + ipv4_udp()[1:]]
         assert hook.stats.redirected == {1: 1} and hook.stats.dropped == 1 and hook.stats.exceptions == 0
-        hook, outs, sinks = _run(prog, [ipv4_udp()], rx_queue=1)
+        hook, outs, sinks = _run(prog, [ipv4_udp()], rx_queue=1, engine=engine)
         assert sinks["redirect"].data == [ipv4_udp()]
-        hook, outs, sinks = _run(prog, [ipv4_udp()], rx_queue=2)
+        hook, outs, sinks = _run(prog, [ipv4_udp()], rx_queue=2, engine=engine)
         assert outs[0].retval == 0 and outs[0].action == "aborted"  # no entry: the flags' action
     finally:
         coll.close()
@@ -212,13 +215,14 @@ def test_invalid_verdict_warning_names_the_program(load: Callable[..., Any]) -> 
                                    "expect packet loss!"]
 
 
-def test_frames_larger_than_a_page(load: Callable[..., Any]) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_frames_larger_than_a_page(load: Callable[..., Any], engine: str) -> None:
     big = ipv4_udp(9000 - 42)
-    sinks = _run(load("xdp_hooks", "ipv4_only"), [big])[2]
+    sinks = _run(load("xdp_hooks", "ipv4_only"), [big], engine=engine)[2]
     assert sinks["pass_"].data == [big]
-    sinks = _run(load("xdp_hooks", "trim_tail"), [big])[2]
+    sinks = _run(load("xdp_hooks", "trim_tail"), [big], engine=engine)[2]
     assert sinks["pass_"].data == [big[:60]]
-    sinks = _run(load("xdp_hooks", "grow_tail"), [big])[2]
+    sinks = _run(load("xdp_hooks", "grow_tail"), [big], engine=engine)[2]
     assert sinks["pass_"].data == [big + b"\xab" * 16]
 
 

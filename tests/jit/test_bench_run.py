@@ -50,7 +50,7 @@ def test_bench_run_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         assert r["path"] == "verifier"  # the real load path, no fallback
         assert r["wrong"] == []
         assert r["results"]["jit"] == r["results"]["interpreter"] == r["results"]["translate"] == r["expected"]
-        assert r["jit_ns"] > 0 and r["interp_ns"] > 0 and r["kernel_ns"] is None
+        assert r["jit_ns"] > 0 and r["jit_batch_ns"] > 0 and r["interp_ns"] > 0 and r["kernel_ns"] is None
     assert rows[("xdp_lpm_route", "udp64")]["expected"] == 3  # XDP_TX: a route matched, MACs checked
     assert report["seed_demo"]["slots"] > 0 and report["seed_demo"]["compile_us_best"] > 0
     assert "xdp_count*" in capsys.readouterr().out  # the table goes to stdout as well

@@ -32,16 +32,21 @@ def run_interpreter(prog: Insns, mem: bytes) -> tuple[int, bytes]:
     return r0, bytes(buf)
 
 
-def run_jit(prog: Insns, mem: bytes) -> tuple[int, bytes]:
+def run_jit(prog: Insns, mem: bytes, checked: bool = True) -> tuple[int, bytes]:
+    """Checked mode (every access checked, as for unverified code) or the verified-program code the
+    load path runs (no checks: progen's programs are safe by construction, as verified ones are)."""
     buf = NativeBuffer(mem)
-    with JitProgram(compile_program(prog, helpers=JIT_HELPERS, allow_unverified=True), helpers=JIT_HELPERS) as p:
+    image = compile_program(prog, helpers=JIT_HELPERS, allow_unverified=True) if checked else \
+        compile_program(prog, helpers=JIT_HELPERS, verified=True)
+    assert image.checked == checked
+    with JitProgram(image, helpers=JIT_HELPERS) as p:
         r0 = p(buf.address, len(mem), regions=[(buf.address, len(mem), True)])
     return r0, buf.read()
 
 
-def check(prog: Insns, mem: bytes) -> None:
+def check(prog: Insns, mem: bytes, checked: bool = True) -> None:
     want = run_interpreter(prog, mem)
-    got = run_jit(prog, mem)
+    got = run_jit(prog, mem, checked)
     assert got[0] == want[0], f"r0: jit {got[0]:#x}, interpreter {want[0]:#x}"
     pairs = enumerate(zip(got[1], want[1], strict=True))
     assert got[1] == want[1], "memory differs:\n" + "\n".join(
@@ -61,10 +66,18 @@ def test_branching_programs_with_calls(prog: Insns, mem: bytes) -> None:
     check(prog, mem)
 
 
+@settings(max_examples=300)
+@given(progen.programs(), memory)
+def test_branching_programs_with_calls_verified_code(prog: Insns, mem: bytes) -> None:
+    """The same programs compiled as verified programs are (what ``--engine jit`` runs)."""
+    check(prog, mem, checked=False)
+
+
+@pytest.mark.parametrize("checked", [True, False], ids=["checked", "verified"])
 @pytest.mark.parametrize("code", progen.SINGLE_OPCODES, ids=lambda c: OPCODES[c].name)
 @settings(max_examples=15)
 @given(data=st.data())
-def test_every_opcode(code: int, data: st.DataObject) -> None:
+def test_every_opcode(code: int, checked: bool, data: st.DataObject) -> None:
     """Each arithmetic, byte-swap, conditional-jump and memory opcode, many times with random operands."""
     prog = data.draw(progen.programs(branches=False, calls=False, opcode=code))
-    check(prog, data.draw(memory))
+    check(prog, data.draw(memory), checked)

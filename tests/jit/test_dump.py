@@ -6,13 +6,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from pybpf.isa import Insn, Insns, SourceLine
 from pybpf.isa.asm import assemble
 from pybpf.jit.compile import JitImage, compile_program
 from pybpf.jit.dump import dump_jited, dump_jited_json, jited_functions
 from pybpf.jit.helpers import HelperEntry, PythonHelper
 
-SEED_DEMO = Path(__file__).resolve().parents[2] / "examples" / "seed-demo"
+ROOT = Path(__file__).resolve().parents[2]
+SEED_DEMO = ROOT / "examples" / "seed-demo"
 LINE = re.compile(r"^ {0,3}([0-9a-f]+):\t([^\t]+)(?:\t(.*))?$")
 
 
@@ -110,3 +113,36 @@ def test_json_follows_bpftool_structure() -> None:
     assert sum(len(i.get("bpf", [])) for i in func["insns"]) == len(prog)
     code = b"".join(bytes(int(b, 16) for b in i["opcodes"]) for i in func["insns"])
     assert code == image.code[: image.code_size]
+
+
+@pytest.mark.toolchain
+def test_cli_interleaves_ebpf_instructions_and_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """``pybpf prog dump jited PROG linum insns``: every eBPF instruction (kernel dialect) and its source
+    line before the machine code it became; without ``insns`` bpftool's layout (source lines only)."""
+    from pybpf.cli.app import main
+    from pybpf.errors import ToolchainError
+    from pybpf.kernel import set_default_kernel
+    from pybpf.toolchain import compile
+
+    try:
+        obj = compile(ROOT / "examples" / "seed-demo" / "demo.c", tmp_path / "demo.o")
+    except ToolchainError as e:
+        pytest.skip(f"no BPF C compiler: {e}")
+    monkeypatch.setenv("PYBPF_BPFFS", str(tmp_path / "bpffs"))
+    old = set_default_kernel(None)
+    try:
+        assert main(["prog", "load", str(obj), "/sys/fs/bpf/demo"]) == 0
+        capsys.readouterr()
+        assert main(["prog", "dump", "jited", "pinned", "/sys/fs/bpf/demo", "linum", "insns"]) == 0
+        out = capsys.readouterr().out
+        assert main(["prog", "dump", "jited", "pinned", "/sys/fs/bpf/demo", "linum"]) == 0
+        plain = capsys.readouterr().out
+    finally:
+        set_default_kernel(old)
+    lines = out.splitlines()
+    bpf = [i for i, line in enumerate(lines) if re.match(r"; \d+: \([0-9a-f]{2}\) ", line)]
+    assert len(bpf) == 18  # the seed demo after the verifier: 19 slots, one of them an lddw
+    assert any("lock addl" in line for line in lines[bpf[-4]:])  # __sync_fetch_and_add's machine code
+    assert "; 0: (b7) r1 = 0" in lines and any(line.startswith("; count = bpf_map_lookup_elem") for line in lines)
+    assert [line for line in lines if not re.match(r"; \d+: \(", line)] == plain.splitlines()

@@ -144,6 +144,16 @@ def cases() -> list[Case]:
     add((x.ret(), "ret"))
     add((x.int3(), "int3"))
     add((x.ud2(), "ud2"))
+    # the forms only the native helpers and the batch driver use
+    add((x.pause(), "pause"))
+    add((x.rep_movsb(), "rep movsb byte ptr [rdi], byte ptr [rsi]"))
+    add((x.rep_stosb(), "rep stosb byte ptr [rdi], al"))
+    for d in REGS:
+        for s in REGS:
+            add((x.bsr(d, s, 64), f"bsr {d.sized(64)}, {s.sized(64)}"))
+            add((x.bsr(d, s, 32), f"bsr {d.sized(32)}, {s.sized(32)}"))
+        for cc in Cond:
+            add((x.setcc(cc, d), f"set{_cc_name(cc)} {d.sized(8)}"))
     return out
 
 

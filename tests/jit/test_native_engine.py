@@ -1,9 +1,9 @@
 """The JIT in the load path: loaded, verified programs run by :class:`pybpf.jit.engine.JitEngine`.
 
-* The kernel layer's ``BPF_PROG_TEST_RUN`` wired to the engine the way the engine's docstring tells
-  the kernel layer to (the ``jit_test_runs`` fixture swaps its ``XdpState`` / ``SkbState`` / run
-  loop for the engine's) gives the same results as the interpreter on every program of
-  ``tests/kernel/progs/runs.c`` — return values, packets out, maps, redirect info, ring buffer, trace;
+* the kernel layer's ``BPF_PROG_TEST_RUN`` with ``engine="jit"`` (the engine's packet buffers, all
+  ``repeat`` runs in one batch-runner call) gives the same results as the interpreter on every
+  program of ``tests/kernel/progs/runs.c`` — return values, packets out, maps, redirect info, ring
+  buffer, trace;
 * the seed demo counts 1000 packets; the benchmark programs match ``bench/gen_packets.py``'s
   ``expected.json``;
 * programs without a C compiler: LD_ABS socket filters, tail calls, Python helpers raising.
@@ -24,16 +24,13 @@ import pytest
 
 from pybpf.errors import HelperError, ToolchainError
 from pybpf.isa import Insn, Insns
-from pybpf.jit.engine import JitEngine, NativeSkb, NativeXdpBuff
-from pybpf.jit.runtime import NativeBuffer
+from pybpf.jit.engine import JitEngine
 from pybpf.kernel import Kernel
 from pybpf.kernel.helpers import helper_table
 from pybpf.kernel.maps.base import MapAttrs
 from pybpf.kernel.prog_load import LoadAttrs, prog_load
-from pybpf.kernel.runenv import RunEnv
 from pybpf.kernel.test_run import test_run
 from pybpf.loader import Collection, load
-from pybpf.progtypes import SKB_RUNTIME, XDP_RUNTIME
 from pybpf.uapi import MapType, ProgType
 from pybpf.vm import ProgramExit, RegionKind
 
@@ -50,45 +47,6 @@ def engine_for(prog: Any, helpers: Any = None) -> JitEngine:
 @pytest.fixture
 def kernel(tmp_path: Path) -> Iterator[Kernel]:
     yield Kernel(tmp_path / "bpffs", ncpus=2)
-
-
-@pytest.fixture
-def jit_test_runs(monkeypatch: pytest.MonkeyPatch) -> dict[int, JitEngine]:
-    """Route ``pybpf.kernel.test_run`` through the JIT engine (what wiring ``--engine jit`` means):
-    native packet buffers instead of the kernel layer's ``XdpState`` / ``SkbState``, and its
-    ``bpf_test_run`` loop replaced by one batch-runner call."""
-    import pybpf.kernel.test_run as tr
-
-    engines: dict[int, JitEngine] = {}
-
-    def xdp_state(space: Any, linear: bytes, **kw: Any) -> NativeXdpBuff:
-        return NativeXdpBuff(NativeBuffer(XDP_RUNTIME.size), linear, **kw)
-
-    def skb_state(space: Any, frame: bytes, *, l2: bool, fields: dict[str, int]) -> NativeSkb:
-        return NativeSkb(NativeBuffer(SKB_RUNTIME.size), frame, l2=l2, fields=fields)
-
-    def bpf_test_run(prog: Any, r1: int, env: RunEnv, *, engine: str = "interpreter", repeat: int = 1,
-                     skb: Any = None) -> tuple[int, int]:
-        if prog.id not in engines:
-            engines[prog.id] = engine_for(prog)
-        e = engines[prog.id]
-        kernel = prog.kernel
-        saved, kernel.cpu = kernel.cpu, env.cpu
-        try:
-            if env.xdp is not None:
-                res = e.run_xdp(env.xdp, repeat, env=env, cpu=env.cpu)
-            else:
-                res = e.run_skb(env.skb, repeat, env=env, cpu=env.cpu, network_offset=skb.network_offset,
-                                mac_offset=skb.mac_offset)
-        finally:
-            kernel.cpu = saved
-        prog.account(res.total_ns, res.runs)
-        return res.retval, res.duration
-
-    monkeypatch.setattr(tr, "XdpState", xdp_state)
-    monkeypatch.setattr(tr, "SkbState", skb_state)
-    monkeypatch.setattr(tr, "bpf_test_run", bpf_test_run)
-    return engines
 
 
 @pytest.fixture(scope="module")
@@ -117,20 +75,17 @@ SKB_PROGS = ["sock_len", "tc_proto", "tc_rewrite", "tc_csum"]
 
 @pytest.mark.toolchain
 @pytest.mark.parametrize("name", XDP_PROGS + SKB_PROGS)
-def test_test_runs_match_the_interpreter(kernel: Kernel, runs_o: Path, name: str, request: pytest.FixtureRequest,
-                                         ) -> None:
+def test_test_runs_match_the_interpreter(kernel: Kernel, runs_o: Path, name: str) -> None:
     frame = bytes.fromhex("ffffffffffff020000000001") + b"\x08\x00" + bytes.fromhex(
         "4500002e000040004011" + "0000" + "0a000001" + "0a000002") + bytes(range(26))
     data = frame if name in SKB_PROGS else PKT
     outcomes = []
-    for jit in (False, True):
+    for engine in ("interpreter", "jit"):
         with load(runs_o, kernel=kernel) as coll:
-            if jit:
-                request.getfixturevalue("jit_test_runs")
             if name == "xdp_tail_caller":
                 coll.maps["jumps"][1] = coll.programs["xdp_tail_target"]
             prog = coll.programs[name].kernel_program
-            r = test_run(kernel, prog, data, repeat=3, want_ctx_out=name in SKB_PROGS)
+            r = test_run(kernel, prog, data, repeat=3, want_ctx_out=name in SKB_PROGS, engine=engine)
             ri = r.redirect
             outcomes.append((r.retval, r.data_out, r.ctx_out, r.trace, (ri.tgt_index, ri.map_id, ri.map_type, ri.flags),
                              _snapshot(coll)))
@@ -341,3 +296,142 @@ def test_programs_tail_calling_each_other(kernel: Kernel) -> None:
     assert int.from_bytes(counter.lookup_elem_sys(b"\0" * 4), "little") == 34  # the first run + 33 tail calls
     assert eng.run_xdp(eng.xdp_buff(PKT), 10).retval == 2
     assert int.from_bytes(counter.lookup_elem_sys(b"\0" * 4), "little") == 34 * 11
+
+
+def test_tail_call_limit_through_the_test_run_path(kernel: Kernel) -> None:
+    """``BPF_PROG_TEST_RUN`` with ``engine="jit"`` (``pybpf prog run ... --engine jit``): A → B → A ...
+    stops after 33 tail calls, as on the interpreter; a slot emptied between runs is seen."""
+    fd = kernel.map_create(MapAttrs(int(MapType.PROG_ARRAY), 4, 4, 2))
+    cnt_fd = kernel.map_create(MapAttrs(int(MapType.ARRAY), 4, 8, 1))
+    pa, counter = kernel.get_map(fd), kernel.get_map(cnt_fd)
+
+    def hop(slot: int) -> Any:
+        return _load(kernel, ProgType.XDP, [
+            Insn(0xBF, 6, 1),
+            Insn(0xB7, 1, imm=0), Insn(0x63, 10, 1, -4),
+            Insn(0xBF, 2, 10), Insn(0x07, 2, imm=-4),
+            Insn(0x18, 1, 1, imm=cnt_fd),
+            Insn(0x85, imm=1),
+            Insn(0x15, 0, off=2, imm=0),
+            Insn(0xB7, 1, imm=1), Insn(0xDB, 0, 1, 0, imm=0),
+            Insn(0xBF, 1, 6), Insn(0x18, 2, 1, imm=fd), Insn(0xB7, 3, imm=slot),
+            Insn(0x85, imm=12),
+            Insn(0xB7, 0, imm=2), Insn(0x95),
+        ])
+
+    a, b = hop(1), hop(0)
+    pa.store(0, a)  # type: ignore[attr-defined]
+    pa.store(1, b)  # type: ignore[attr-defined]
+
+    def count() -> int:
+        return int.from_bytes(counter.lookup_elem_sys(b"\0" * 4), "little")
+
+    for engine, repeat in (("interpreter", 1), ("jit", 1), ("jit", 100)):
+        before = count()
+        r = test_run(kernel, a, PKT, repeat=repeat, engine=engine)
+        assert r.retval == 2
+        assert count() - before == 34 * repeat, engine  # the first program + 33 tail calls, per run
+    pa.delete_elem(struct.pack("<I", 1))  # A's tail call now falls through
+    before = count()
+    assert test_run(kernel, a, PKT, repeat=5, engine="jit").retval == 2
+    assert count() - before == 5
+
+
+def test_native_code_is_read_execute_and_freed_with_the_program(kernel: Kernel) -> None:
+    """The load path's machine code (the program, its tail-call targets' code aside) sits in r-x pages,
+    never writable; closing the engine unmaps them, and so does dropping the last reference to the
+    program (its engine goes with it)."""
+    import gc
+
+    from .test_runtime import mapping_of
+
+    prog = _load(kernel, ProgType.XDP, [Insn(0xB7, 0, imm=2), Insn(0x95)])
+    assert test_run(kernel, prog, PKT, repeat=10, engine="jit").retval == 2
+    address = prog.runner("jit").impl.entry_address
+    assert mapping_of(address) == "r-xp"
+    del prog
+    gc.collect()
+    assert mapping_of(address) is None
+    other = _load(kernel, ProgType.XDP, [Insn(0xB7, 0, imm=1), Insn(0x95)])
+    eng = other.runner("jit").impl
+    address = eng.entry_address
+    assert mapping_of(address) == "r-xp"
+    eng.close()
+    assert mapping_of(address) is None
+
+
+def test_programs_the_verifier_never_saw_are_refused(kernel: Kernel) -> None:
+    """A program published without the verifier (``verified_insns`` 0) may hold any memory access: the
+    load path's JIT refuses it with a JitError (test runs, hooks), the interpreter runs it."""
+    from pybpf.errors import JitError
+    from pybpf.hooks.xdp import XdpHook
+    from pybpf.isa.asm import assemble
+    from pybpf.kernel.program import ProgramImage
+
+    bad = assemble("r2 = *(u64 *)(r1 +0)\nr0 = *(u8 *)(r2 +100)\nr0 = 2\nexit")
+    prog = kernel.create_program(ProgramImage(prog_type=ProgType.XDP, insns=bad, name="oob"), {})
+    with pytest.raises(JitError, match="oob was not verified"):
+        test_run(kernel, prog, PKT, engine="jit")
+    with pytest.raises(JitError, match="not verified"):
+        XdpHook(prog, engine="jit")
+    assert test_run(kernel, prog, bytes(200), engine="interpreter").retval == 2
+
+
+@pytest.fixture
+def native_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the batch runner's native calls (one entry per call: the runs it was asked for) and
+    makes a one-run-per-call path (``JitProgram.run``) fail the test."""
+    from pybpf.jit.runtime import BatchRunner, JitProgram
+
+    calls: list[int] = []
+    real = BatchRunner._call
+
+    def counting(self: Any, packets: Any, offsets: Any, lengths: Any, out: Any, count: int, *a: Any,
+                 **kw: Any) -> None:
+        calls.append(count)
+        real(self, packets, offsets, lengths, out, count, *a, **kw)
+
+    def one_by_one(*_: Any, **__: Any) -> int:
+        raise AssertionError("a run took the one-call-per-run path")
+
+    monkeypatch.setattr(BatchRunner, "_call", counting)
+    monkeypatch.setattr(JitProgram, "run", one_by_one)
+    return calls
+
+
+def _counter_prog(kernel: Kernel, prog_type: int, verdict: int) -> tuple[Any, Any]:
+    """A program that counts its runs in an array map (an inlined lookup) and returns ``verdict``."""
+    fd = kernel.map_create(MapAttrs(int(MapType.ARRAY), 4, 8, 1))
+    prog = _load(kernel, prog_type, [
+        Insn(0xB7, 1, imm=0), Insn(0x63, 10, 1, -4), Insn(0xBF, 2, 10), Insn(0x07, 2, imm=-4),
+        Insn(0x18, 1, 1, imm=fd), Insn(0x85, imm=1), Insn(0x15, 0, off=2, imm=0),
+        Insn(0xB7, 1, imm=1), Insn(0xDB, 0, 1, 0, imm=0),
+        Insn(0xB7, 0, imm=verdict), Insn(0x95),
+    ])
+    return prog, kernel.get_map(fd)
+
+
+def test_test_runs_and_hooks_make_one_native_call_per_batch(kernel: Kernel, native_calls: list[int]) -> None:
+    from pybpf.hooks.devices import NetDevice
+    from pybpf.hooks.packet import Frame
+    from pybpf.hooks.tc import SkbHook
+    from pybpf.hooks.xdp import XdpHook
+
+    xdp, xdp_count = _counter_prog(kernel, ProgType.XDP, 2)
+    r = test_run(kernel, xdp, PKT, repeat=1000, engine="jit")
+    assert (r.retval, native_calls) == (2, [1000])  # `prog run ... repeat 1000 --engine jit`: one call
+    assert int.from_bytes(xdp_count.lookup_elem_sys(bytes(4)), "little") == 1000
+    frames = [Frame(PKT[:14] + bytes([i]) * 50, number=i + 1) for i in range(200)]
+    native_calls.clear()
+    stats = XdpHook(xdp, engine="jit", devices={1: NetDevice(1, "lo")}, batch_size=64).run(frames)
+    assert stats.verdicts["XDP_PASS"] == 200 and native_calls == [64, 64, 64, 8]  # one call per hook batch
+    tc, tc_count = _counter_prog(kernel, ProgType.SCHED_CLS, 0)
+    native_calls.clear()
+    assert test_run(kernel, tc, PKT, repeat=500, engine="jit").retval == 0 and native_calls == [500]
+    native_calls.clear()
+    SkbHook(tc, engine="jit", devices={1: NetDevice(1, "lo")}, batch_size=100).run(frames)
+    assert native_calls == [100, 100]
+    assert int.from_bytes(tc_count.lookup_elem_sys(bytes(4)), "little") == 700
+    sock, _ = _counter_prog(kernel, ProgType.SOCKET_FILTER, 1)
+    native_calls.clear()
+    assert test_run(kernel, sock, PKT, repeat=300, engine="jit").retval == 1 and native_calls == [300]

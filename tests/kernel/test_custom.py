@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import platform
 from collections.abc import Iterator
 
 import pytest
@@ -71,11 +72,12 @@ PROG = f"""
 """
 
 
-def test_custom_type_loads_verifies_and_runs(kernel: Kernel, event_type: ProgTypeDescriptor) -> None:
+@pytest.mark.parametrize("engine", ["interpreter"] + (["jit"] if platform.machine() in ("x86_64", "AMD64") else []))
+def test_custom_type_loads_verifies_and_runs(kernel: Kernel, event_type: ProgTypeDescriptor, engine: str) -> None:
     prog = _load(kernel, event_type, PROG)
     assert prog.type_name() == "event_filter"
     calls.clear()
-    res = test_run(kernel, prog, ctx_in=bytes(Event(1, 250, 0)))
+    res = test_run(kernel, prog, ctx_in=bytes(Event(1, 250, 0)), engine=engine)
     assert res.retval == 1
     out = Event.from_buffer_copy(res.ctx_out or b"")
     assert (out.kind, out.value, out.verdict) == (1, 250, 100)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import platform
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,7 @@ def coll(kernel: Kernel, runs_o: Path) -> Iterator[Collection]:
         yield c
 
 
+X86 = platform.machine() in ("x86_64", "AMD64")
 PKT = bytes(range(64))
 
 
@@ -127,8 +129,9 @@ def test_time_random_cpu(kernel: Kernel, coll: Collection) -> None:
     assert len(values) > 1
 
 
-def test_current_task_is_this_process(coll: Collection) -> None:
-    coll.programs["task_info"].run(b"")
+@pytest.mark.parametrize("engine", ["interpreter"] + (["jit"] if X86 else []))
+def test_current_task_is_this_process(coll: Collection, engine: str) -> None:
+    coll.programs["task_info"].run(b"", engine=engine)  # a raw tracepoint: its arguments in native memory on the JIT
     res = results(coll)
     assert res[1] >> 32 == os.getpid()
     assert res[2] == (os.getgid() << 32) | os.getuid()

@@ -9,14 +9,15 @@ runs many frames in one native call plugs in without changing the hooks.
 * :class:`KernelXdpRunner` / :class:`KernelSkbRunner` run through the kernel layer's test-run
   machinery, one frame at a time: the kernel layer builds the ``xdp_buff`` (256 bytes of headroom
   in a 4 KiB frame, :class:`~pybpf.kernel.runenv.XdpState`) or the linear ``sk_buff``
-  (:class:`~pybpf.kernel.runenv.SkbState`) from the runtime layouts of :mod:`pybpf.progtypes`, and
-  the program runs on the engine asked for (``"interpreter"``, ``"translate"``, or the kernel
-  layer's ``"jit"`` engine) through the kernel layer's run entry point
+  (:class:`~pybpf.kernel.runenv.SkbState`) from the runtime layouts of :mod:`pybpf.progtypes` in
+  the vm's address space, and the program runs on the vm engine asked for (``"interpreter"`` or
+  ``"translate"``) through the kernel layer's run entry point
   (:func:`pybpf.kernel.test_run.run_once`: its run lock, "CPU", statistics, spin-lock cleanup).
-* :class:`JitXdpRunner` runs a whole batch of XDP frames in one native call through the JIT's batch
-  runner (the driver builds each context from the same runtime layout, in native memory).
-* :func:`xdp_runner` / :func:`skb_runner` pick the runner for an engine name: ``"jit"`` takes the
-  batch runner when the program's helpers allow it, else the kernel layer's JIT engine.
+* :class:`JitXdpRunner` / :class:`JitSkbRunner` hand a whole batch of frames to the program's JIT
+  engine (:class:`pybpf.jit.engine.JitEngine`): frames and contexts in native memory, one native
+  call per batch, native helpers on the packet path.
+* :func:`xdp_runner` / :func:`skb_runner` pick the runner for an engine name (``"jit"``: the JIT
+  runners).
 
 Any object with ``run_xdp(frames, egress_ifindex=0)`` (or ``run_skb(inputs)``) returning these
 records can be given to the hooks instead: tests use that to drive the verdict logic with a fake.
@@ -24,16 +25,17 @@ records can be given to the hooks instead: tests use that to drive the verdict l
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pybpf.errors import NotSupportedError, PybpfError
+from pybpf.errors import PybpfError
 from pybpf.hooks.errors import HookError
 from pybpf.hooks.packet import ETH_HLEN, Frame
 from pybpf.kernel.runenv import INT_MAX
-from pybpf.kernel.test_run import run_once
-from pybpf.uapi import HelperId, ProgType
+from pybpf.kernel.test_run import jit_test_run, run_once, running
+from pybpf.uapi import ProgType
 
 if TYPE_CHECKING:
     from pybpf.kernel.program import Program
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 __all__ = [
     "INT_MAX",
     "RUNNER_ENGINES",
+    "JitSkbRunner",
+    "JitXdpRunner",
     "KernelSkbRunner",
     "KernelXdpRunner",
     "RedirectTarget",
@@ -150,6 +154,13 @@ def _annotate(e: PybpfError, number: int, program: Any) -> PybpfError:
     return e
 
 
+def _vm_engine(engine: str) -> None:
+    """The kernel-layer runners build packets in the vm's address space: JIT code needs native
+    memory (its runners are :class:`JitXdpRunner` / :class:`JitSkbRunner`)."""
+    if engine == "jit":
+        raise HookError("the JIT runs frames through JitXdpRunner / JitSkbRunner (xdp_runner(program, 'jit'))")
+
+
 def _write_field(buf: bytearray, layout: Any, name: str, value: int) -> None:
     f = layout[name]
     buf[f.offset:f.offset + f.size] = (value & ((1 << (8 * f.size)) - 1)).to_bytes(f.size, "little")
@@ -166,9 +177,10 @@ class KernelXdpRunner:
     """
 
     def __init__(self, program: Program, engine: str = "interpreter") -> None:
+        _vm_engine(engine)
         self.program = program
         self.engine = engine
-        program.runner(engine)  # prepare now: unknown engines and JIT failures surface here
+        program.runner(engine)  # prepare now: unknown engines surface here
         self._has_frags = bool(getattr(program.image, "prog_flags", 0) & BPF_F_XDP_HAS_FRAGS)
         self._page: Any = None  # the page-sized xdp_buff, reused frame after frame as a driver reuses pages
 
@@ -258,6 +270,7 @@ class KernelSkbRunner:
     (:class:`~pybpf.kernel.runenv.SkbState`) and test-run loop, on ``engine``."""
 
     def __init__(self, program: Program, engine: str = "interpreter") -> None:
+        _vm_engine(engine)
         self.program = program
         self.engine = engine
         program.runner(engine)
@@ -297,106 +310,125 @@ class KernelSkbRunner:
             state.close()
 
 
-_JIT_HELPERS = {int(HelperId.redirect)}
-"""Helpers whose kernel-layer implementation works under the JIT batch runner: they touch only
-``ctx.env`` (the redirect info), not the interpreter's packet or map regions."""
-_REDIRECT_HELPERS = {int(HelperId.redirect), int(HelperId.redirect_map)}
-
-
-def _helper_calls(program: Any) -> set[int]:
-    """Ids of the helpers (and internal functions) a program's instructions call."""
-    return {insn.imm & 0xFFFFFFFF for insn in program.insns if insn.code == 0x85 and insn.src == 0}
-
-
-def _helper_name(hid: int) -> str:
-    try:
-        return f"bpf_{HelperId(hid).name}"
-    except ValueError:
-        from pybpf.progtypes import internal
-
-        f = internal.by_id(hid) if internal.is_internal(hid) else None
-        return getattr(f, "name", f"#{hid}")
-
-
 class JitXdpRunner:
-    """XDP frames through the JIT's batch runner (:class:`pybpf.jit.runtime.BatchRunner`): the frames
-    of a batch are laid out one per page (256 bytes of headroom each) in native memory and the
-    program runs over all of them in one native call, the driver building each ``xdp_buff`` from the
-    progtypes runtime layout.
+    """XDP frames through the JIT engine's batch runner (the program's
+    :class:`pybpf.jit.engine.JitEngine`, ``program.runner("jit")``): a batch of frames goes into
+    native memory, one slot per frame (a page with 256 bytes of headroom; a longer frame
+    linearised into a bigger ``frame_sz`` as generic XDP does), and runs in **one native call** —
+    the driver copies each frame's context image (ingress device, rx queue, ``frame_sz``), builds
+    its ``xdp_buff`` pointers from the progtypes runtime layout, runs the program and records the
+    verdict and where the frame ends up. Map, redirect and adjust_head/tail/meta helpers are native
+    code; the rest are Python callbacks that find the running frame from the context.
 
-    Frames that share an ingress device and rx queue go in one call (those context fields are set
-    once per call). A program that calls a redirect helper runs one frame per call, so that each
-    frame's ``bpf_redirect_info`` is its own. Programs calling helpers that need the kernel layer's
-    packet or map state (``bpf_xdp_adjust_head``, hash-map operations...) are refused with
-    :class:`~pybpf.errors.NotSupportedError` until the JIT has native versions of them.
+    A program that may redirect runs one frame per native call, each with its own
+    ``bpf_redirect_info``. A frame larger than a page for a ``BPF_F_XDP_HAS_FRAGS`` program is run
+    on its own as one page plus fragments. The runs hold the kernel layer's run lock and CPU
+    (:func:`pybpf.kernel.test_run.running`) and count in the program's statistics.
     """
 
     def __init__(self, program: Program) -> None:
         program = kernel_program(program)
-        calls = _helper_calls(program)
-        missing = sorted(calls - _JIT_HELPERS)
-        if missing:
-            raise NotSupportedError(f"the JIT batch runner cannot run {program.name or 'this program'} yet: it calls "
-                                    f"{', '.join(_helper_name(h) for h in missing)}")
-        from pybpf import jit
-        from pybpf.jit.runtime import BatchRunner
-        from pybpf.kernel.helpers import helper_table
-        from pybpf.progtypes import XDP_RUNTIME
-        from pybpf.vm import ProgramExit
-
         self.program = program
         self.engine = "jit"
-        self._jit = jit.prepare(program, helpers=helper_table(), exit_exceptions=(ProgramExit,))
-        self._batch = BatchRunner(self._jit, XDP_RUNTIME)
-        self._layout = XDP_RUNTIME
-        self._one_by_one = bool(calls & _REDIRECT_HELPERS)
+        self._eng = program.runner("jit").impl  # NotSupportedError where the JIT cannot run
+        self._has_frags = bool(getattr(program.image, "prog_flags", 0) & BPF_F_XDP_HAS_FRAGS)
 
     def run_xdp(self, frames: Sequence[Frame], *, egress_ifindex: int = 0) -> list[XdpRun]:
-        """Frames grouped by (ingress device, rx queue) into native batch calls (one by one when the program
-        redirects)."""
-        out: list[XdpRun] = []
-        i = 0
-        while i < len(frames):
-            j = i + 1
-            if not self._one_by_one:
-                key = (frames[i].ifindex, frames[i].rx_queue)
-                while j < len(frames) and (frames[j].ifindex, frames[j].rx_queue) == key:
-                    j += 1
-            out += self._run_group(frames[i:j], egress_ifindex)
-            i = j
-        return out
+        """The batch in one native call (one per frame for redirecting programs); frames with
+        fragments one by one."""
+        from pybpf.jit.engine import XdpFrameIn
 
-    def _run_group(self, frames: Sequence[Frame], egress_ifindex: int) -> list[XdpRun]:
-        from pybpf.jit.runtime import NativeBuffer
+        out: list[XdpRun | None] = [None] * len(frames)
+        linear = [i for i, f in enumerate(frames) if not (self._has_frags and len(f.data) > XDP_MAX_LINEAR)]
+        if linear:
+            prog = self.program
+            env = self._env()
+            items = [XdpFrameIn(frames[i].data, frames[i].ifindex, frames[i].rx_queue) for i in linear]
+            try:
+                with running(prog, env):
+                    t0 = time.perf_counter_ns()
+                    res = self._eng.run_xdp_frames(items, env=env, cpu=env.cpu, egress_ifindex=egress_ifindex)
+                    spent = time.perf_counter_ns() - t0
+            except PybpfError as e:
+                k = int(getattr(e, "packet_index", 0))
+                raise _annotate(e, frames[linear[min(k, len(linear) - 1)]].number, prog) from None
+            prog.account(spent, len(items))
+            for i, r in zip(linear, res, strict=True):
+                out[i] = XdpRun(r.verdict, r.data, r.meta, _redirect_target(r.redirect))
+        for i, f in enumerate(frames):
+            if out[i] is None:
+                out[i] = self._run_with_frags(f, egress_ifindex)
+        return [r for r in out if r is not None]
+
+    def _env(self, **kw: Any) -> Any:
         from pybpf.kernel.runenv import RunEnv
 
-        # frame_sz says "one page" as drivers do; the frames themselves sit back to back (each with its
-        # headroom), which is safe because no helper that could grow a frame runs under this runner
-        headroom = XDP_PACKET_HEADROOM
-        page = max(4096, -(-(headroom + max(len(f.data) for f in frames) + SKB_SHARED_INFO) // 4096) * 4096)
-        blob = bytearray()
-        offsets = []
-        for f in frames:
-            blob += bytes(headroom)
-            offsets.append(len(blob))
-            blob += f.data
-            blob += bytes(-len(blob) % SMP_CACHE_BYTES)
-        buf = NativeBuffer(bytes(blob))
-        ctx = self._batch.ctx
-        for name, value in (("ingress_ifindex", frames[0].ifindex), ("rx_queue_index", frames[0].rx_queue),
-                            ("frame_sz", page), ("egress_ifindex", egress_ifindex)):
-            field = self._layout[name]
-            ctx.write(value.to_bytes(field.size, "little"), field.offset)
+        prog = self.program
+        return RunEnv(kernel=prog.kernel, prog=prog, cpu=prog.kernel.cpu, **kw)
+
+    def _run_with_frags(self, frame: Frame, egress_ifindex: int) -> XdpRun:
+        """One frame as a page (3520 bytes after the headroom) plus fragments."""
+        prog = self.program
+        x = self._eng.xdp_buff(frame.data[:XDP_MAX_LINEAR], ingress_ifindex=frame.ifindex,
+                               rx_queue_index=frame.rx_queue, egress_ifindex=egress_ifindex,
+                               frags=frame.data[XDP_MAX_LINEAR:])
+        try:
+            env = self._env(xdp=x)
+            try:
+                retval, _ = jit_test_run(prog, env, lambda: self._eng.run_xdp(x, 1, env=env, cpu=env.cpu))
+            except PybpfError as e:
+                raise _annotate(e, frame.number, prog) from None
+            data = bytes(x.buf[x.data:x.data_end]) + bytes(x.frags)
+            return XdpRun(retval, data, bytes(x.buf[x.data_meta:x.data]), RedirectTarget.from_ri(env.ri))
+        finally:
+            x.close()
+
+
+class JitSkbRunner:
+    """skb frames (tc, socket filters) through the JIT engine's batch runner: the frames of a batch
+    in native memory (``NET_SKB_PAD`` headroom each), one context image per frame (its
+    ``__sk_buff`` fields, ``len``), one native call for the batch — one per frame for programs that
+    may redirect or that use LD_ABS / LD_IND. Under the kernel layer's run lock and CPU, counted in
+    the program's statistics, like :class:`JitXdpRunner`."""
+
+    def __init__(self, program: Program) -> None:
+        program = kernel_program(program)
+        self.program = program
+        self.engine = "jit"
+        self._eng = program.runner("jit").impl
+
+    def run_skb(self, inputs: Sequence[SkbInput]) -> list[SkbRun]:
+        """The inputs in one native call (see the class docstring)."""
+        from pybpf.jit.engine import SkbFrameIn
+        from pybpf.kernel.runenv import RunEnv
+
+        for inp in inputs:
+            if len(inp.data) < ETH_HLEN:
+                raise HookError(f"a {len(inp.data)}-byte frame has no Ethernet header; an skb cannot be built",
+                                packet=inp.number or None)
+        if not inputs:
+            return []
         prog = self.program
         env = RunEnv(kernel=prog.kernel, prog=prog, cpu=prog.kernel.cpu)
+        frames = [SkbFrameIn(inp.data, dict(inp.fields), inp.l2) for inp in inputs]
         try:
-            res = self._batch.run(buf, offsets, [len(f.data) for f in frames], headroom=headroom, env=env)
+            with running(prog, env):
+                t0 = time.perf_counter_ns()
+                res = self._eng.run_skb_frames(frames, env=env, cpu=env.cpu)
+                spent = time.perf_counter_ns() - t0
         except PybpfError as e:
-            raise _annotate(e, frames[0].number, prog) from None
-        ri = RedirectTarget.from_ri(env.ri) if self._one_by_one else RedirectTarget()
-        whole = buf.read()
-        return [XdpRun(v, whole[start:start + length], b"", ri)
-                for v, start, length in zip(res.verdicts, res.starts, res.lengths, strict=True)]
+            k = int(getattr(e, "packet_index", 0))
+            raise _annotate(e, inputs[min(k, len(inputs) - 1)].number, prog) from None
+        prog.account(spent, len(frames))
+        return [SkbRun(r.verdict, r.data, {n: r.field(n) for n in _SKB_OUT_FIELDS}, _redirect_target(r.redirect))
+                for r in res]
+
+
+def _redirect_target(rec: Any) -> RedirectTarget:
+    """A JIT frame's redirect record as the hooks' :class:`RedirectTarget` (none: no decision)."""
+    if rec is None:
+        return RedirectTarget()
+    return RedirectTarget(int(rec.tgt_index), int(rec.map_id), int(rec.map_type), int(rec.flags), rec.map)
 
 
 def xdp_runner(program: Program, engine: str = "interpreter") -> XdpRunner:
@@ -405,14 +437,7 @@ def xdp_runner(program: Program, engine: str = "interpreter") -> XdpRunner:
     if engine not in RUNNER_ENGINES:
         raise HookError(f"unknown engine {engine!r} (choose from {', '.join(RUNNER_ENGINES)})")
     if engine == "jit":
-        try:
-            return JitXdpRunner(program)
-        except NotSupportedError as batch_error:
-            try:  # the kernel layer's own JIT engine, one frame per call, may cover what the batch cannot
-                return KernelXdpRunner(program, engine)
-            except PybpfError as e:
-                batch_error.add_note(f"the kernel layer's JIT engine: {e}")
-                raise batch_error from None
+        return JitXdpRunner(program)
     return KernelXdpRunner(program, engine)
 
 
@@ -421,4 +446,6 @@ def skb_runner(program: Program, engine: str = "interpreter") -> SkbRunner:
     program = kernel_program(program)
     if engine not in RUNNER_ENGINES:
         raise HookError(f"unknown engine {engine!r} (choose from {', '.join(RUNNER_ENGINES)})")
+    if engine == "jit":
+        return JitSkbRunner(program)
     return KernelSkbRunner(program, engine)

@@ -9,7 +9,11 @@
 * ``pybpf.jit.dump``: ``prog dump jited`` text and JSON (imported lazily: it needs capstone);
 * :func:`prepare` (``pybpf.jit.program``): a loaded program (``.insns`` + ``.used_maps``) and the
   kernel layer's vm-style helpers → a :class:`JitProgram` (``.run(r1, env=...)``);
-* :func:`conformance_engine`: the adapter the ISA conformance runner uses for ``--engine jit``.
+* :func:`conformance_engine`: the adapter the ISA conformance runner uses for ``--engine jit``;
+* ``pybpf.jit.engine.JitEngine``: the load path — what ``engine="jit"`` test runs (``pybpf prog run
+  ... --engine jit``) and hooks run: the native helper library (``pybpf.jit.native``) bound, native
+  tail calls, packets and contexts in native memory, every batch of runs one call of the batch
+  runner (``pybpf.jit.batch``).
 """
 
 from __future__ import annotations

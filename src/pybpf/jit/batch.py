@@ -12,8 +12,12 @@ Two modes, chosen by ``stride``: 1 = packet ``i`` is entry ``i`` of the offset/l
 context is rebuilt before every run (a pcap or a hook's batch); 0 = every run uses entry 0 and the
 context is built once, so what one run changes the next one sees (``BPF_PROG_TEST_RUN`` with
 ``repeat``, which reruns on the same ``xdp_buff`` in the kernel). Scalar context fields (ifindex,
-queue...) are the caller's: it fills them in the context block once. ``META`` bytes in front of
-each packet are metadata: ``data_meta = data - META`` (0: no metadata, ``data_meta = data``).
+queue, an skb's length and protocol...) are the caller's: it fills them in the context block once,
+or — when they differ from packet to packet — gives one context image per packet (``CTX_IN``,
+``layout.size`` bytes each) that the driver copies into the block before building that packet's
+pointers; ``CTX_OUT`` receives the block after each run (what the program wrote to ``mark``,
+``cb``..., and where ``data_meta`` ended up). ``META`` bytes in front of each packet are metadata:
+``data_meta = data - META`` (0: no metadata, ``data_meta = data``).
 
 Pure: this module produces bytes; :class:`pybpf.jit.runtime.BatchRunner` makes them executable.
 """
@@ -48,7 +52,9 @@ class BatchArg(IntEnum):
     OUT_STARTS = 80  # u32[] out: data - BASE after the run
     OUT_LENGTHS = 88  # u32[] out: data_end - data after the run
     META = 96  # bytes of metadata in front of each packet's data (data_meta = data - META)
-    SIZE = 104
+    CTX_IN = 104  # 0, or per-packet context images (layout.size bytes each) copied in before each run
+    CTX_OUT = 112  # 0, or where the context block is copied after each run (layout.size bytes each)
+    SIZE = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +107,20 @@ def emit_batch_driver(layout: PacketContextLayout) -> DriverImage:
     def arg(a: BatchArg) -> Mem:
         return Mem(args, int(a))
 
+    def copy_ctx(field: BatchArg, into_block: bool) -> None:
+        """Copy entry k's context image (``field``: CTX_IN / CTX_OUT) into / out of the block."""
+        skip = buf.new_label()
+        e(x.mov_load(rax, arg(field)))
+        e(x.test_rr(rax, rax))
+        buf.jcc(Cond.E, skip)
+        e(x.imul_rri(rcx, k, layout.size))
+        e(x.alu_rr(x.AluOp.ADD, rax, rcx))
+        e(x.mov_rr(x.RSI, rax) if into_block else x.mov_rr(x.RSI, ctx))
+        e(x.mov_rr(x.RDI, ctx) if into_block else x.mov_rr(x.RDI, rax))
+        e(x.mov_ri(rcx, layout.size))
+        e(x.rep_movsb())
+        buf.label(skip)
+
     def build_ctx() -> None:
         """ctx pointers of entry k (rbx)."""
         e(x.mov_load(rax, arg(BatchArg.OFFSETS)))
@@ -139,6 +159,7 @@ def emit_batch_driver(layout: PacketContextLayout) -> DriverImage:
     e(x.imul_rr(k, arg(BatchArg.STRIDE)))  # k = i * stride: the array entry of this run
     e(x.alu_ri(x.AluOp.CMP, arg(BatchArg.STRIDE), 0))
     buf.jcc(Cond.E, built)
+    copy_ctx(BatchArg.CTX_IN, True)
     build_ctx()
     buf.label(built)
     e(x.mov_rr(x.RDI, ctx))
@@ -157,6 +178,7 @@ def emit_batch_driver(layout: PacketContextLayout) -> DriverImage:
     e(x.mov_store(Mem(rdx, 0, k, 4), rax, 32))
     e(x.mov_load(rdx, arg(BatchArg.OUT_LENGTHS)))
     e(x.mov_store(Mem(rdx, 0, k, 4), rcx, 32))
+    copy_ctx(BatchArg.CTX_OUT, False)
     e(x.alu_ri(x.AluOp.ADD, i, 1))
     buf.jmp(loop)
     buf.label(done)

@@ -183,6 +183,7 @@ class JitImage:
 _RS = RUN_STATE
 _T1, _T2 = SCRATCH  # r9, r11
 _RAX, _RDX, _RCX, _RBP = x.RAX, x.RDX, x.RCX, x.RBP
+_CALL_REL32 = x.call_rel32(0)[:-4]  # the opcode of ``call rel32``; the code buffer fills in the target
 
 _ALU_OPS = {
     AluOp.ADD: x.AluOp.ADD,
@@ -424,15 +425,20 @@ class _Codegen:
                 self.may_goto_funcs.add(max(s for s in bounds[:-1] if s <= idx))
 
     # -- frames -----------------------------------------------------------------------------------
+    def _frame(self) -> None:
+        """A System V frame: the callee-saved registers pushed, rbp = the eBPF frame pointer (R10),
+        the eBPF stack (and the hidden slots) below it."""
+        for r in CALLEE_SAVED_PUSH_ORDER:
+            self.buf.emit(x.push(r))
+        self.buf.emit(x.mov_rr(_RBP, x.RSP))
+        self.buf.emit(x.alu_ri(x.AluOp.SUB, x.RSP, FRAME_SIZE))
+
     def _prologue(self, idx: int) -> None:
         buf = self.buf
         if idx:
             buf.align(16)
         buf.label(("func", idx))
-        for r in CALLEE_SAVED_PUSH_ORDER:
-            buf.emit(x.push(r))
-        buf.emit(x.mov_rr(_RBP, x.RSP))
-        buf.emit(x.alu_ri(x.AluOp.SUB, x.RSP, FRAME_SIZE))
+        self._frame()
         if idx == 0:
             # main program: the caller passed the run state as the third argument (rdx)
             buf.emit(x.mov_rr(_RS, _RDX))
@@ -459,15 +465,12 @@ class _Codegen:
         buf = self.buf
         buf.align(16)
         buf.label(("cb", target))
-        for r in CALLEE_SAVED_PUSH_ORDER:
-            buf.emit(x.push(r))
-        buf.emit(x.mov_rr(_RBP, x.RSP))
-        buf.emit(x.alu_ri(x.AluOp.SUB, x.RSP, FRAME_SIZE))
+        self._frame()
         buf.rip_ref(x.mov_load(_RS, Mem(None, 0))[:-4], ("slot", "run_state"))
         buf.emit(x.mov_store(_rs(RunStateField.MAIN_RBP), _RBP))
         if self.checked:
             buf.emit(x.mov_store_imm(_rs(RunStateField.DEPTH), 1, 64))
-        buf.rip_ref(b"\xe8", ("func", target))
+        buf.rip_ref(_CALL_REL32, ("func", target))
         buf.jmp("epilogue")
 
     def _epilogue(self) -> None:
@@ -714,7 +717,7 @@ class _Codegen:
             buf.emit(x.alu_ri(x.AluOp.ADD, depth, 1, 64))
             buf.emit(x.alu_ri(x.AluOp.CMP, depth, MAX_CALL_FRAMES - 1, 64))
             buf.jcc(Cond.A, self._abort(RunStatus.CALL_DEPTH, idx))
-        buf.rip_ref(b"\xe8", ("func", target))
+        buf.rip_ref(_CALL_REL32, ("func", target))
         if self.checked:
             buf.emit(x.alu_ri(x.AluOp.SUB, _rs(RunStateField.DEPTH), 1, 64))
 
@@ -729,7 +732,7 @@ class _Codegen:
         buf.mark(0, ("call", key))
         if isinstance(impl, NativeStub):
             self.stub_impls[key] = impl
-            buf.rip_ref(b"\xe8", ("stub", key))
+            buf.rip_ref(_CALL_REL32, ("stub", key))
         else:
             self.slots[key] = entry
             buf.rip_ref(x.call_mem(Mem(None, 0))[:-4], ("slot", key))
@@ -840,7 +843,7 @@ class _Codegen:
         e = self.buf.emit
         e(x.lea(_T2, Mem(self._reg(base), off)))
         e(x.mov_ri(_T1, (idx << 8) | (int(store) << 4) | size, 32))
-        self.buf.rip_ref(b"\xe8", "mem_check")
+        self.buf.rip_ref(_CALL_REL32, "mem_check")
 
     def _emit_mem_check(self) -> None:
         """The checked-mode access check, called with r11 = address and r9 = (slot << 8) |

@@ -17,14 +17,16 @@ helpers that receive pointers.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import mmap
+import operator
 import os
 import struct
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pybpf.errors import ExecutionError, HelperError, InstructionLimitExceeded, JitError, MemoryFault, PybpfError
@@ -124,11 +126,23 @@ class NativeBuffer:
 
     def __init__(self, data: bytes | int) -> None:
         size = data if isinstance(data, int) else len(data)
-        self._buf = ctypes.create_string_buffer(max(size, 1))
+        self._buf: Any = ctypes.create_string_buffer(max(size, 1))
         if not isinstance(data, int):
             ctypes.memmove(self._buf, data, size)
         self.size = size
         self.address: int = ctypes.addressof(self._buf)
+
+    @classmethod
+    def over(cls, buffer: bytearray) -> NativeBuffer:
+        """Native memory that *is* ``buffer`` (no copy: what the program writes, the bytearray
+        holds; the bytearray cannot change size while this object lives)."""
+        if not buffer:
+            return cls(0)
+        self = cls.__new__(cls)
+        self._buf = (ctypes.c_char * len(buffer)).from_buffer(buffer)
+        self.size = len(buffer)
+        self.address = ctypes.addressof(self._buf)
+        return self
 
     def read(self, offset: int = 0, size: int | None = None) -> bytes:
         size = self.size - offset if size is None else size
@@ -140,6 +154,13 @@ class NativeBuffer:
         if offset < 0 or offset + len(data) > self.size:
             raise ValueError("write outside the buffer")
         ctypes.memmove(self.address + offset, data, len(data))
+
+    def zero(self, offset: int = 0, size: int | None = None) -> None:
+        """Fill ``size`` bytes from ``offset`` (default: to the end) with zeros."""
+        size = self.size - offset if size is None else size
+        if offset < 0 or size < 0 or offset + size > self.size:
+            raise ValueError("zeroing outside the buffer")
+        ctypes.memset(self.address + offset, 0, size)
 
     def __bytes__(self) -> bytes:
         return self.read()
@@ -463,7 +484,19 @@ class JitProgram:
 # -- the batch runner ------------------------------------------------------------------------------------
 _DRIVER_CFUNC = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p)
 _drivers: dict[PacketContextLayout, ExecutableMemory] = {}
-_U32 = ctypes.c_uint32
+_U32_CODE = next(code for code in "IL" if array.array(code).itemsize == 4)
+"""The array typecode of a native u32 (the driver's offset, length and verdict arrays)."""
+
+
+def _u32_array(values: Sequence[int]) -> array.array[int]:
+    return array.array(_U32_CODE, values)
+
+
+def _address(buf: Any) -> int:
+    """Where an ``array.array`` or a ctypes object keeps its items."""
+    if isinstance(buf, array.array):
+        return int(buf.buffer_info()[0])
+    return ctypes.addressof(buf)
 
 
 def _driver(layout: PacketContextLayout) -> ExecutableMemory:
@@ -477,11 +510,13 @@ def _driver(layout: PacketContextLayout) -> ExecutableMemory:
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     """Per packet: the verdict (r0, low 32 bits) and where the packet starts (from the buffer's
-    start) and how long it is after the run."""
+    start) and how long it is after the run; ``contexts``: each run's context block as the program
+    left it (only when asked for)."""
 
     verdicts: list[int]
     starts: list[int]
     lengths: list[int]
+    contexts: list[bytes] = field(default_factory=list)
 
 
 class BatchRunner:
@@ -509,7 +544,7 @@ class BatchRunner:
 
     def _call(self, packets: NativeBuffer, offsets: Any, lengths: Any, out: tuple[Any, Any, Any], count: int,
               stride: int, headroom: int, env: Any, regions: Sequence[tuple[int, int, bool]],
-              meta: int = 0) -> None:
+              meta: int = 0, ctx_in: Any = None, ctx_out: Any = None) -> None:
         prog = self.program
         if prog.closed:
             raise JitError("program is closed")
@@ -519,13 +554,16 @@ class BatchRunner:
         a[BatchArg.BASE // 8] = packets.address
         a[BatchArg.HEADROOM // 8] = headroom
         a[BatchArg.META // 8] = meta
-        a[BatchArg.OFFSETS // 8] = ctypes.addressof(offsets)
-        a[BatchArg.LENGTHS // 8] = ctypes.addressof(lengths)
-        for field, arr in zip((BatchArg.VERDICTS, BatchArg.OUT_STARTS, BatchArg.OUT_LENGTHS), out, strict=True):
-            a[field // 8] = ctypes.addressof(arr)
+        a[BatchArg.OFFSETS // 8] = _address(offsets)
+        a[BatchArg.LENGTHS // 8] = _address(lengths)
+        for field_, arr in zip((BatchArg.VERDICTS, BatchArg.OUT_STARTS, BatchArg.OUT_LENGTHS), out, strict=True):
+            a[field_ // 8] = _address(arr)
+        a[BatchArg.CTX_IN // 8] = _address(ctx_in) if ctx_in is not None else 0
+        a[BatchArg.CTX_OUT // 8] = _address(ctx_out) if ctx_out is not None else 0
         table = prog._set_regions(regions) if prog.image.checked else None  # noqa: F841 - alive for the call
         prog.context.env = env
         start = 0
+        size = self.layout.size
         while start < count:
             a[BatchArg.START // 8] = start
             done = int(self._driver_fn(ctypes.addressof(a), prog.state_address))
@@ -533,27 +571,51 @@ class BatchRunner:
                 break
             # run `done` stopped early: PROGRAM_EXIT gives its verdict and the batch goes on
             k = done * stride
-            out[0][k] = prog._stop(int(prog._state[_STATUS])) & 0xFFFF_FFFF
+            try:
+                out[0][k] = prog._stop(int(prog._state[_STATUS])) & 0xFFFF_FFFF
+            except PybpfError as e:
+                e.packet_index = done  # type: ignore[attr-defined]  # which run of the batch failed
+                raise
             data, data_end = (int.from_bytes(self.ctx.read(off, 8), "little")
                               for off in (self.layout.data, self.layout.data_end))
             out[1][k], out[2][k] = (data - packets.address) & 0xFFFF_FFFF, (data_end - data) & 0xFFFF_FFFF
+            if ctx_out is not None:
+                ctypes.memmove(_address(ctx_out) + k * size, self.ctx.address, size)
             start = done + 1
 
     def run(self, packets: NativeBuffer, offsets: Sequence[int], lengths: Sequence[int], *, headroom: int = 0,
-            env: Any = None, regions: Sequence[tuple[int, int, bool]] = ()) -> BatchResult:
-        """One run per packet ``i`` at ``packets + offsets[i]``, ``lengths[i]`` bytes long."""
+            env: Any = None, regions: Sequence[tuple[int, int, bool]] = (), contexts: bytes | None = None,
+            keep_contexts: bool = False) -> BatchResult:
+        """One run per packet ``i`` at ``packets + offsets[i]``, ``lengths[i]`` bytes long.
+
+        ``contexts``: one context image per packet (``layout.size`` bytes each, back to back) that
+        the driver copies into the context block before building that packet's pointers — for
+        fields that differ from packet to packet; without it every run sees the block as the caller
+        left it. ``keep_contexts``: return each run's context block (``BatchResult.contexts``).
+        A run that fails raises with ``packet_index`` set on the exception."""
         n = len(offsets)
         if len(lengths) != n:
             raise ValueError("offsets and lengths differ in length")
         if n == 0:
             return BatchResult([], [], [])
-        for off, length in zip(offsets, lengths, strict=True):
-            if off < headroom or off + length > packets.size:
-                raise ValueError(f"packet [{off}, {off + length}) (headroom {headroom}) is outside the buffer")
-        offs, lens = (_U32 * n)(*offsets), (_U32 * n)(*lengths)
-        out = ((_U32 * n)(), (_U32 * n)(), (_U32 * n)())
-        self._call(packets, offs, lens, out, n, 1, headroom, env, regions)
-        return BatchResult(list(out[0]), list(out[1]), list(out[2]))
+        if min(offsets) < headroom or min(lengths) < 0 or max(map(operator.add, offsets, lengths)) > packets.size:
+            off, length = next((o, m) for o, m in zip(offsets, lengths, strict=True)
+                               if o < headroom or m < 0 or o + m > packets.size)
+            raise ValueError(f"packet [{off}, {off + length}) (headroom {headroom}) is outside the buffer")
+        size = self.layout.size
+        ctx_in = None
+        if contexts is not None:
+            if len(contexts) != n * size:
+                raise ValueError(f"{len(contexts)} bytes of context images for {n} packets of {size}-byte contexts")
+            ctx_in = array.array("B", contexts)
+        ctx_out = array.array("B", bytes(n * size)) if keep_contexts else None
+        offs, lens = _u32_array(offsets), _u32_array(lengths)
+        zeros = bytes(4 * n)
+        out = (array.array(_U32_CODE, zeros), array.array(_U32_CODE, zeros), array.array(_U32_CODE, zeros))
+        self._call(packets, offs, lens, out, n, 1, headroom, env, regions, ctx_in=ctx_in, ctx_out=ctx_out)
+        raw = b"" if ctx_out is None else ctx_out.tobytes()
+        kept = [raw[i * size:(i + 1) * size] for i in range(n)] if raw else []
+        return BatchResult(out[0].tolist(), out[1].tolist(), out[2].tolist(), kept)
 
     def repeat(self, packets: NativeBuffer, offset: int, length: int, count: int, *, headroom: int = 0,
                env: Any = None, regions: Sequence[tuple[int, int, bool]] = (), meta: int = 0
@@ -573,9 +635,9 @@ class BatchRunner:
         if offset < headroom or offset + length > packets.size or meta < 0 or meta > offset:
             raise ValueError(f"packet [{offset}, {offset + length}) (headroom {headroom}) is outside the buffer")
         count = max(1, count)
-        offs, lens = (_U32 * 1)(offset), (_U32 * 1)(length)
-        out = ((_U32 * 1)(), (_U32 * 1)(), (_U32 * 1)())
+        offs, lens = _u32_array([offset]), _u32_array([length])
+        out = (_u32_array([0]), _u32_array([0]), _u32_array([0]))
         t0 = time.perf_counter_ns()
         self._call(packets, offs, lens, out, count, 0, headroom, env, regions, meta)
         spent = time.perf_counter_ns() - t0
-        return BatchResult(list(out[0]), list(out[1]), list(out[2])), spent
+        return BatchResult(out[0].tolist(), out[1].tolist(), out[2].tolist()), spent

@@ -5,7 +5,12 @@ program once and returns r0. Engines:
 
 * ``"interpreter"`` — the vm's reference interpreter (the safety oracle);
 * ``"translate"`` — the vm's translate-to-Python tier (same semantics, faster);
-* ``"jit"`` — the x86-64 JIT (:mod:`pybpf.jit`), when it is available on this machine.
+* ``"jit"`` — the x86-64 JIT (:mod:`pybpf.jit`), when it is available on this machine: a
+  :class:`pybpf.jit.engine.JitEngine` (native helpers on the packet path, native tail calls through
+  program arrays, packets and contexts in native memory). Test runs and the hooks hand it whole
+  batches — ``repeat`` runs or a batch of frames in one native call (``Runner.impl.run_xdp`` /
+  ``run_skb`` / ``run_xdp_frames`` / ``run_skb_frames``); ``Runner.run`` is one call per run, on a
+  context the caller built in native memory (``NativeSpace``).
 
 All runners of one :class:`~pybpf.kernel.objects.Kernel` share the kernel's address space, where
 each map's storage is registered once as a region (contract 5), and dispatch helpers through
@@ -73,7 +78,7 @@ class Runner:
     def run(self, r1: int = 0, *, env: Any = None, skb: SkbView | None = None, budget: int | None = None) -> int:
         """One run; returns r0 (u64)."""
         if self.engine == "jit":
-            return int(self.impl.run(r1, env=env))
+            return int(self.impl.run(r1, env=env, skb=skb))
         return int(self.impl.run(r1, env=env, skb=skb, budget=budget))
 
 
@@ -100,21 +105,23 @@ def prepare(program: Program, engine: str = "interpreter") -> Runner:
 
 
 def _jit(program: Program, helpers: HelperTable) -> Any:
-    """The JIT adapter: :func:`pybpf.jit.prepare` with the kernel's helpers; helpers reach maps
-    through a :class:`NativeSpace` (real addresses instead of vm regions)."""
+    """The JIT adapter: a :class:`pybpf.jit.engine.JitEngine` over the kernel's helpers (the native
+    library replaces the packet-path ones); the Python helpers left reach maps and scratch memory
+    through the kernel's :class:`NativeSpace` (real addresses instead of vm regions)."""
     if not jit_available():
         import platform
 
         raise NotSupportedError("the JIT emits x86-64 code; this machine is " + platform.machine())
     try:
-        from pybpf import jit
+        from pybpf.jit.engine import JitEngine
     except ImportError as e:  # pragma: no cover - the jit package ships with pybpf
         raise NotSupportedError(f"the JIT is not available: {e}") from None
     from pybpf.vm import ProgramExit
 
-    impl = jit.prepare(program, helpers=helpers, exit_exceptions=(ProgramExit,))
-    impl.context.space = native_space(program.kernel)
-    return impl
+    # a program the verifier never saw (created without it: verified_insns 0) is refused by the JIT
+    return JitEngine(program, helpers=helpers, exit_exceptions=(ProgramExit,), map_kind=RegionKind.MAP,
+                     scratch_kind=RegionKind.MEM, space=native_space(program.kernel),
+                     verified=int(getattr(program.image, "verified_insns", 0)) > 0)
 
 
 def jit_available() -> bool:

@@ -15,15 +15,20 @@ application-defined programs.
 
 The run loop is the kernel's: the program runs ``repeat`` times (0 means 1) on the *same* buffer,
 ``duration`` is the mean wall time per run in ns (u32-saturated), ``retval`` the last return value.
-Contexts are built from the runtime layouts of :mod:`pybpf.progtypes` (contract 4).
+Contexts are built from the runtime layouts of :mod:`pybpf.progtypes` (contract 4). On
+``engine="jit"`` the packet and context live in native memory (the program's
+:class:`pybpf.jit.engine.JitEngine` builds them) and all ``repeat`` runs of an XDP or skb program are
+one call of the JIT's batch runner, whose per-run time is the ``duration``
+(:func:`jit_test_run`); raw tracepoint and application-defined contexts go into native memory too.
 """
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import errno
 import socket
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,7 +57,8 @@ if TYPE_CHECKING:
     from pybpf.kernel.objects import Kernel
     from pybpf.kernel.program import Program
 
-__all__ = ["TestRunResult", "bpf_test_run", "output_errno", "run_once", "test_run", "test_run_attr"]
+__all__ = ["TestRunResult", "bpf_test_run", "jit_test_run", "output_errno", "run_once", "running", "test_run",
+           "test_run_attr"]
 
 BPF_F_TEST_RUN_ON_CPU = 1
 BPF_F_TEST_XDP_LIVE_FRAMES = 2
@@ -165,6 +171,26 @@ def test_run(
 test_run.__test__ = False  # type: ignore[attr-defined]  # not a pytest test function
 
 
+@contextlib.contextmanager
+def running(prog: Program, env: RunEnv) -> Iterator[None]:
+    """What every run of ``prog`` holds (:func:`bpf_test_run`, and the JIT's batches — a test run's
+    ``repeat`` runs, a hook's frames — that run many times in one native call): the kernel's run
+    lock (one run at a time per address space), ``kernel.cpu`` = ``env.cpu`` (what
+    ``bpf_get_smp_processor_id`` and per-CPU maps see), and afterwards any spin lock a faulting
+    program left taken released. The caller counts the runs with ``prog.account``."""
+    kernel = prog.kernel
+    with run_lock(kernel):
+        saved_cpu = kernel.cpu
+        kernel.cpu = env.cpu
+        try:
+            yield
+        finally:
+            kernel.cpu = saved_cpu
+            for addr in env.locked:  # a faulting program must not leave a spin lock taken
+                native.unlock_word(addr)
+            env.locked.clear()
+
+
 def bpf_test_run(prog: Program, r1: int, env: RunEnv, *, engine: str = "interpreter", repeat: int = 1,
                  skb: SkbView | None = None) -> tuple[int, int]:
     """``bpf_test_run``: run ``prog`` ``repeat`` times (0 means once) on the context at ``r1``, as
@@ -172,30 +198,32 @@ def bpf_test_run(prog: Program, r1: int, env: RunEnv, *, engine: str = "interpre
 
     This is the kernel layer's one entry point for executing a loaded program on a context someone
     built (:class:`~pybpf.kernel.runenv.XdpState`, :class:`~pybpf.kernel.runenv.SkbState`, raw
-    memory): it holds the kernel's run lock (one run at a time per address space), runs on
-    ``env.cpu`` (what ``bpf_get_smp_processor_id`` and per-CPU maps see), releases any spin lock a
-    faulting program left taken, and counts the runs in the program's statistics.
+    memory — native memory for ``engine="jit"``): it runs under :func:`running` and counts the runs
+    in the program's statistics. One engine call per run; the JIT's batches (``repeat`` runs in one
+    native call) go through :func:`jit_test_run`.
     """
-    kernel = prog.kernel
     runner = prog.runner(engine)
     n = repeat or 1
-    with run_lock(kernel):
-        saved_cpu = kernel.cpu
-        kernel.cpu = env.cpu
-        try:
-            run = runner.run
-            t0 = time.perf_counter_ns()
-            r0 = 0
-            for _ in range(n):
-                r0 = run(r1, env=env, skb=skb)
-            spent = time.perf_counter_ns() - t0
-        finally:
-            kernel.cpu = saved_cpu
-            for addr in env.locked:  # a faulting program must not leave a spin lock taken
-                native.unlock_word(addr)
-            env.locked.clear()
+    with running(prog, env):
+        run = runner.run
+        t0 = time.perf_counter_ns()
+        r0 = 0
+        for _ in range(n):
+            r0 = run(r1, env=env, skb=skb)
+        spent = time.perf_counter_ns() - t0
     prog.account(spent, n)
     return r0 & U32_MAX, min(spent // n, U32_MAX)
+
+
+def jit_test_run(prog: Program, env: RunEnv, batch: Callable[[], Any]) -> tuple[int, int]:
+    """A JIT batch as ``bpf_test_run`` runs it: ``batch()`` (e.g. ``engine.run_xdp(x, repeat,
+    ...)``, all runs in one native call, returning a :class:`pybpf.jit.engine.RunResult`) under
+    :func:`running`; the runs are counted in the program's statistics. Returns (last retval as
+    u32, the batch runner's mean ns per run)."""
+    with running(prog, env):
+        res = batch()
+    prog.account(res.total_ns, res.runs)
+    return res.retval & U32_MAX, res.duration
 
 
 def run_once(prog: Program, r1: int, env: RunEnv, *, engine: str = "interpreter", skb: SkbView | None = None) -> int:
@@ -249,15 +277,23 @@ def _run_xdp(kernel: Kernel, prog: Program, data_in: bytes, ctx_in: bytes | None
                 raise BpfError(errno.EINVAL)
         else:
             ingress = 1
-    space = native_space(kernel) if engine == "jit" else kernel_space(kernel)
     if len(data_in) - linear > MAX_SKB_FRAGS * PAGE_SIZE:
         raise BpfError(errno.ENOMEM)  # one page per fragment, at most MAX_SKB_FRAGS of them
-    x = XdpState(space, data_in[:linear], headroom=headroom, meta_len=meta_sz, ingress_ifindex=ingress,
-                 rx_queue_index=rxq)
-    x.frags = data_in[linear:]
+    eng = prog.runner(engine).impl if engine == "jit" else None
+    x: Any
+    if eng is not None:  # the packet in native memory; all `repeat` runs in one native call
+        x = eng.xdp_buff(data_in[:linear], headroom=headroom, meta_len=meta_sz, ingress_ifindex=ingress,
+                         rx_queue_index=rxq, frags=data_in[linear:])
+    else:
+        x = XdpState(kernel_space(kernel), data_in[:linear], headroom=headroom, meta_len=meta_sz,
+                     ingress_ifindex=ingress, rx_queue_index=rxq)
+        x.frags = data_in[linear:]
     env = RunEnv(kernel, prog, cpu=cpu, xdp=x)
     try:
-        retval, duration = bpf_test_run(prog, x.ctx_address, env, engine=engine, repeat=repeat)
+        if eng is not None:
+            retval, duration = jit_test_run(prog, env, lambda: eng.run_xdp(x, repeat, env=env, cpu=cpu))
+        else:
+            retval, duration = bpf_test_run(prog, x.ctx_address, env, engine=engine, repeat=repeat)
         out = x.packet()
         ctx_out = None
         if md is not None:
@@ -363,8 +399,10 @@ def _run_skb(kernel: Kernel, prog: Program, data_in: bytes, ctx_in: bytes | None
             fields[name] = user[name]
     if flags & BPF_F_TEST_SKB_CHECKSUM_COMPLETE:
         raise NotSupportedError("BPF_F_TEST_SKB_CHECKSUM_COMPLETE test runs are not supported", errno.EINVAL)
-    space = native_space(kernel) if engine == "jit" else kernel_space(kernel)
-    s = SkbState(space, data_in, l2=is_l2, fields={k: v for k, v in fields.items() if k != "cb"})
+    eng = prog.runner(engine).impl if engine == "jit" else None
+    scalar = {k: v for k, v in fields.items() if k != "cb"}
+    s: Any = eng.skb_buff(data_in, l2=is_l2, fields=scalar) if eng is not None else \
+        SkbState(kernel_space(kernel), data_in, l2=is_l2, fields=scalar)
     if raw_ctx is not None:
         f = SKB_RUNTIME["cb"]
         s.ctx_buf[f.offset:f.offset + f.size] = user["cb"]
@@ -379,7 +417,11 @@ def _run_skb(kernel: Kernel, prog: Program, data_in: bytes, ctx_in: bytes | None
                    network_offset=0 if not is_l2 else ETH_HLEN, mac_offset=-ETH_HLEN if not is_l2 else 0)
     env = RunEnv(kernel, prog, skb=s)
     try:
-        retval, duration = bpf_test_run(prog, s.ctx_address, env, engine=engine, repeat=repeat, skb=view)
+        if eng is not None:
+            retval, duration = jit_test_run(prog, env, lambda: eng.run_skb(
+                s, repeat, env=env, network_offset=view.network_offset, mac_offset=view.mac_offset))
+        else:
+            retval, duration = bpf_test_run(prog, s.ctx_address, env, engine=engine, repeat=repeat, skb=view)
         if direct:
             s.sync()
         out = s.packet()
@@ -416,7 +458,7 @@ def _run_raw_tp(kernel: Kernel, prog: Program, data_in: bytes, ctx_in: bytes | N
         raise BpfError(errno.EINVAL)
     if cpu >= kernel.ncpus:
         raise BpfError(errno.ENXIO)
-    space = kernel_space(kernel)
+    space: Any = native_space(kernel) if engine == "jit" else kernel_space(kernel)
     region = space.add(bytearray(args.ljust(MAX_BPF_FUNC_ARGS * 8, b"\0")), RegionKind.CTX, "raw_tp args",
                        end=max(len(args), 0))
     env = RunEnv(kernel, prog, cpu=cpu)
@@ -431,7 +473,7 @@ def _run_raw(kernel: Kernel, prog: Program, data_in: bytes, ctx_in: bytes | None
              want_ctx_out: bool, desc: Any, user: Any) -> TestRunResult:
     size = desc.ctx.size if desc.ctx is not None else 0
     raw = _check_ctx_tail(ctx_in or b"", size)
-    space = kernel_space(kernel)
+    space: Any = native_space(kernel) if engine == "jit" else kernel_space(kernel)
     buf = bytearray(raw)
     region = space.add(buf, RegionKind.CTX, desc.name)
     env = RunEnv(kernel, prog, user=user)
@@ -524,5 +566,3 @@ def _put(uattr: int, name: str, value: int) -> None:
     if not native.copy_to_user(uattr + _OFF[name], (value & U32_MAX).to_bytes(4, "little")):
         raise BpfError(errno.EFAULT)
 
-
-_ = ctypes

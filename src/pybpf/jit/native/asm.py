@@ -1,5 +1,6 @@
-"""A thin writing aid over the code buffer for hand-written native helpers, and the few x86 forms
-they need that the eBPF code generator never emits (``pause``, ``bsr``, ``rep movsb``...).
+"""A thin writing aid over the code buffer for hand-written native helpers (the few x86 forms they
+need that the eBPF code generator never emits — ``pause``, ``bsr``, ``rep movsb``... — are encoded
+in :mod:`pybpf.jit.x86.encoder` with the others and re-exported here).
 
 Helpers are System V functions written instruction by instruction; :class:`Asm` only shortens the
 spelling (``a(x.mov_load(...))``, labels, calls between library functions by name) and keeps the
@@ -12,7 +13,7 @@ from collections.abc import Hashable
 
 from pybpf.jit.x86 import encoder as x
 from pybpf.jit.x86.codebuf import CodeBuffer
-from pybpf.jit.x86.encoder import Cond, EncodeError, Mem, Reg
+from pybpf.jit.x86.encoder import Cond, Mem, Reg, bsr, pause, rep_movsb, rep_stosb, setcc
 
 __all__ = ["Asm", "bsr", "fn_label", "pause", "rep_movsb", "rep_stosb", "setcc"]
 
@@ -20,37 +21,6 @@ __all__ = ["Asm", "bsr", "fn_label", "pause", "rep_movsb", "rep_stosb", "setcc"]
 def fn_label(name: str) -> Hashable:
     """The code-buffer label of library function ``name``."""
     return ("native", name)
-
-
-def pause() -> bytes:
-    """``pause`` (``f3 90``): the spin-wait hint inside lock loops."""
-    return b"\xf3\x90"
-
-
-def rep_movsb() -> bytes:
-    """``rep movsb`` (``f3 a4``): copy rcx bytes from [rsi] to [rdi] (both advance; rcx ends 0)."""
-    return b"\xf3\xa4"
-
-
-def rep_stosb() -> bytes:
-    """``rep stosb`` (``f3 aa``): store al into rcx bytes from [rdi]."""
-    return b"\xf3\xaa"
-
-
-def bsr(dst: Reg, src: Reg, bits: int = 64) -> bytes:
-    """``bsr dst, src`` (``0f bd /r``): index of the highest set bit (ZF set, dst undefined, when
-    src is 0). Used instead of ``lzcnt``, which older CPUs decode as ``bsr`` with other results."""
-    if bits not in (32, 64):
-        raise EncodeError("bsr takes 32- or 64-bit operands")
-    need = bits == 64 or dst.ext or src.ext
-    prefix = bytes((x.rex(bits == 64, dst.ext, 0, src.ext),)) if need else b""
-    return prefix + b"\x0f\xbd" + bytes((x.modrm(3, dst.low, src.low),))
-
-
-def setcc(cond: Cond, dst: Reg) -> bytes:
-    """``setcc dst8`` (``0f 90+cc``); a REX prefix keeps sil/dil/spl/bpl from meaning dh/bh..."""
-    prefix = bytes((x.rex(0, 0, 0, dst.ext),)) if dst.ext or 4 <= dst.num <= 7 else b""
-    return prefix + bytes((0x0F, 0x90 + cond, x.modrm(3, 0, dst.low)))
 
 
 class Asm:

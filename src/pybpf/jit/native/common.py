@@ -19,9 +19,10 @@ from __future__ import annotations
 from pybpf.jit.native.asm import Asm, pause, rep_movsb, rep_stosb
 from pybpf.jit.native.layout import ENV, KEY_HASH_MUL, NO_SPIN_LOCK, EnvField, Hdr
 from pybpf.jit.x86 import encoder as x
-from pybpf.jit.x86.encoder import R8, R9, R10, R11, R12, RAX, RCX, RDI, RDX, RSI, Cond, Mem
+from pybpf.jit.x86.encoder import R8, R9, R10, R11, R12, RAX, RBX, RCX, RDI, RDX, RSI, RSP, Cond, Mem
 
-__all__ = ["SPIN_LIMIT", "emit_common", "memcpy", "memset0", "round8"]
+__all__ = ["SPIN_LIMIT", "emit_common", "emit_percpu_value_write", "emit_slot_address", "memcpy", "memset0",
+           "round8"]
 
 SPIN_LIMIT = 1 << 24
 """``pause`` rounds before a lock attempt gives up (about a second)."""
@@ -43,6 +44,38 @@ def memset0(a: Asm) -> None:
 def round8(a: Asm, r: x.Reg) -> None:
     """r = round_up(r, 8) (32-bit)."""
     a(x.alu_ri(A.ADD, r, 7, 32), x.alu_ri(A.AND, r, -8 & 0xFFFF_FFFF, 32))
+
+
+def emit_slot_address(a: Asm, name: str) -> None:
+    """Function ``name``: rax = address of slot eax (slot + 1, as links in storage are) of the
+    ``elem_size``-byte slots at ``data_off`` of the map at rbx — hash elements and trie nodes alike.
+    Clobbers rcx."""
+    a.func(name)
+    a(x.alu_ri(A.SUB, RAX, 1, 32))
+    a.ld32(RCX, RBX, Hdr.ELEM_SIZE)
+    a(x.imul_rr(RAX, RCX), x.alu_rm(A.ADD, RAX, Mem(RBX, Hdr.DATA_OFF)), x.alu_rr(A.ADD, RAX, RBX))
+    a(x.ret())
+
+
+def emit_percpu_value_write(a: Asm, *, new: bool, value_slot: int) -> None:
+    """A program's update of a per-CPU hash element (``pcpu_copy_value`` from a program): rdi = the
+    element's value area (``ncpus`` copies of ``round_up(value_size, 8)`` bytes) of the map at rbx;
+    this CPU's copy (the env block's CPU, r12) gets the ``value_size`` bytes the pointer at
+    ``[rsp + value_slot]`` points to; a ``new`` element's other copies are zeroed first. Clobbers
+    rax, rcx, rdx, rsi, rdi, r8."""
+    a.ld32(R8, RBX, Hdr.VALUE_SIZE)
+    round8(a, R8)  # r8 = stride
+    if new:
+        a(x.mov_rr(RCX, R8, 32))
+        a.ld32(RAX, RBX, Hdr.NCPUS)
+        a(x.imul_rr(RCX, RAX), x.mov_rr(RDX, RDI))
+        memset0(a)
+        a(x.mov_rr(RDI, RDX))
+    a.ld32(RAX, R12, ENV + EnvField.CPU)
+    a(x.imul_rr(RAX, R8), x.alu_rr(A.ADD, RDI, RAX))
+    a.ld64(RSI, RSP, value_slot)
+    a.ld32(RCX, RBX, Hdr.VALUE_SIZE)
+    memcpy(a)
 
 
 def emit_common(a: Asm) -> None:

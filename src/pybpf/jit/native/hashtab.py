@@ -22,7 +22,7 @@ Functions (System V unless noted; ``map`` is the storage address):
 from __future__ import annotations
 
 from pybpf.jit.native.asm import Asm
-from pybpf.jit.native.common import memcpy, memset0, round8
+from pybpf.jit.native.common import emit_percpu_value_write, emit_slot_address, memcpy, memset0, round8
 from pybpf.jit.native.layout import ENV, ERRNO, FL_USED, NO_SPIN_LOCK, Elem, EnvField, Hdr
 from pybpf.jit.x86 import encoder as x
 from pybpf.jit.x86.encoder import R8, R9, R12, R13, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP, Cond, Mem
@@ -57,13 +57,7 @@ def emit_hashtab(a: Asm) -> None:
 # -- slots ------------------------------------------------------------------------------------------
 def _elem(a: Asm) -> None:
     """``htab_elem``: rax = address of element slot eax (slot + 1) of the map at rbx. Clobbers rcx."""
-    a.func("htab_elem")
-    a(x.alu_ri(A.SUB, RAX, 1, 32))
-    a.ld32(RCX, RBX, Hdr.ELEM_SIZE)
-    a(x.imul_rr(RAX, RCX))
-    a(x.alu_rm(A.ADD, RAX, Mem(RBX, Hdr.DATA_OFF)))
-    a(x.alu_rr(A.ADD, RAX, RBX))
-    a(x.ret())
+    emit_slot_address(a, "htab_elem")
 
 
 def _elem_of(a: Asm, slot: x.Reg) -> None:
@@ -232,19 +226,7 @@ def _write_value(a: Asm, busy: object, *, new: bool) -> None:
     emit_is_type(a, RBX, PERCPU_TYPES, percpu, RCX)
     a.jmp(plain)
     a.at(percpu)
-    a.ld32(R8, RBX, Hdr.VALUE_SIZE)
-    round8(a, R8)  # r8 = stride
-    if new:
-        a(x.mov_rr(RCX, R8, 32))
-        a.ld32(RAX, RBX, Hdr.NCPUS)
-        a(x.imul_rr(RCX, RAX), x.mov_rr(RDX, RDI))
-        memset0(a)
-        a(x.mov_rr(RDI, RDX))
-    a.ld32(RAX, R12, ENV + EnvField.CPU)
-    a(x.imul_rr(RAX, R8), x.alu_rr(A.ADD, RDI, RAX))
-    a.ld64(RSI, RSP, _VALUE)
-    a.ld32(RCX, RBX, Hdr.VALUE_SIZE)
-    memcpy(a)
+    emit_percpu_value_write(a, new=new, value_slot=_VALUE)
     a.jmp(done)
     a.at(plain)
     if new:  # a fresh element starts with an unlocked lock word

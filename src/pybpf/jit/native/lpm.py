@@ -19,7 +19,7 @@ value, flags)`` and ``trie_delete(map, key)`` — 0 or a negative errno.
 from __future__ import annotations
 
 from pybpf.jit.native.asm import Asm, bsr
-from pybpf.jit.native.common import round8
+from pybpf.jit.native.common import emit_slot_address, round8
 from pybpf.jit.native.layout import LPM_FL_IM, Hdr, Lpm
 from pybpf.jit.x86 import encoder as x
 from pybpf.jit.x86.encoder import (
@@ -225,11 +225,7 @@ def emit_lpm_writers(a: Asm) -> None:
 
 def _node(a: Asm) -> None:
     """``lpm_node``: rax = address of node slot eax (slot + 1) of the trie at rbx. Clobbers rcx."""
-    a.func("lpm_node")
-    a(x.alu_ri(A.SUB, RAX, 1, 32))
-    a.ld32(RCX, RBX, Hdr.ELEM_SIZE)
-    a(x.imul_rr(RAX, RCX), x.alu_rm(A.ADD, RAX, Mem(RBX, Hdr.DATA_OFF)), x.alu_rr(A.ADD, RAX, RBX))
-    a(x.ret())
+    emit_slot_address(a, "lpm_node")
 
 
 def _bit(a: Asm) -> None:
@@ -273,7 +269,7 @@ def _alloc(a: Asm) -> None:
     a.st32(RDI, Lpm.FLAGS, R8)
     a(x.push(RDI), x.lea(RDI, Mem(RDI, Lpm.DATA)))
     a.ld32(RCX, RBX, Hdr.KEY_SIZE)
-    a(x.alu_ri(A.SUB, RCX, 4, 32), b"\xf3\xa4", x.pop(RDI))  # rep movsb: the data
+    a(x.alu_ri(A.SUB, RCX, 4, 32), x.rep_movsb(), x.pop(RDI))  # the data
     a(x.test_rr(R10, R10))
     a.jcc(Cond.E, done)
     a.ld32(RCX, RBX, Hdr.KEY_SIZE)
@@ -281,7 +277,7 @@ def _alloc(a: Asm) -> None:
     round8(a, RCX)
     a(x.lea(RDI, Mem(RDI, Lpm.DATA, RCX)), x.mov_rr(RSI, R10))
     a.ld32(RCX, RBX, Hdr.VALUE_SIZE)
-    a(b"\xf3\xa4")
+    a(x.rep_movsb())
     a.at(done)
     a(x.mov_rr(RAX, R11, 32), x.ret())
     a.at(fail)
@@ -418,14 +414,14 @@ def _update(a: Asm) -> None:
     a(x.mov_store_imm(Mem(R13, Lpm.FLAGS), 2, 32))
     a(x.lea(RDI, Mem(R13, Lpm.DATA)), x.mov_rr(RSI, RBP))
     a.ld32(RCX, RBX, Hdr.KEY_SIZE)
-    a(x.alu_ri(A.SUB, RCX, 4, 32), b"\xf3\xa4")
+    a(x.alu_ri(A.SUB, RCX, 4, 32), x.rep_movsb())
     a.ld32(RCX, RBX, Hdr.KEY_SIZE)
     a(x.alu_ri(A.SUB, RCX, 4, 32))
     round8(a, RCX)
     a(x.lea(RDI, Mem(R13, Lpm.DATA, RCX)))
     a.ld64(RSI, x.RSP, _VALUE)
     a.ld32(RCX, RBX, Hdr.VALUE_SIZE)
-    a(b"\xf3\xa4")
+    a(x.rep_movsb())
     a.jmp(success)
 
     a.at(split)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 from pybpf.jit.native.asm import Asm
-from pybpf.jit.native.common import memcpy, memset0, round8
+from pybpf.jit.native.common import emit_percpu_value_write, memcpy, memset0, round8
 from pybpf.jit.native.layout import ENV, ERRNO, FL_USED, NO_SPIN_LOCK, Elem, EnvField, Hdr
 from pybpf.jit.x86 import encoder as x
 from pybpf.jit.x86.encoder import (
@@ -1056,19 +1056,7 @@ def _write_value(a: Asm, node: x.Reg, *, new: bool) -> None:
     a.call("copy_value")
     a.jmp(done)
     a.at(percpu)
-    a.ld32(R8, RBX, Hdr.VALUE_SIZE)
-    round8(a, R8)
-    if new:
-        a(x.mov_rr(RCX, R8, 32))
-        a.ld32(RAX, RBX, Hdr.NCPUS)
-        a(x.imul_rr(RCX, RAX), x.mov_rr(RDX, RDI))
-        memset0(a)
-        a(x.mov_rr(RDI, RDX))
-    a.ld32(RAX, R12, ENV + EnvField.CPU)
-    a(x.imul_rr(RAX, R8), x.alu_rr(A.ADD, RDI, RAX))
-    a.ld64(RSI, RSP, _VALUE)
-    a.ld32(RCX, RBX, Hdr.VALUE_SIZE)
-    memcpy(a)
+    emit_percpu_value_write(a, new=new, value_slot=_VALUE)
     a.at(done)
 
 

@@ -122,7 +122,7 @@ def _adjust_tail(a: Asm) -> None:
     a.jcc(Cond.LE, done)
     a(x.push(RDI), x.mov_rr(RDI, R8), x.mov_rr(RCX, RSI))  # zero the grown tail
     a.zero(RAX)
-    a(b"\xf3\xaa", x.pop(RDI))
+    a(x.rep_stosb(), x.pop(RDI))
     a.at(done)
     a.st64(RDI, DATA_END, R9)
     a.ret_imm(0)

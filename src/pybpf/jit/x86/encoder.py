@@ -49,6 +49,7 @@ __all__ = [
     "alu_ri",
     "alu_rm",
     "alu_rr",
+    "bsr",
     "bswap",
     "call_mem",
     "call_r",
@@ -80,10 +81,14 @@ __all__ = [
     "movsx",
     "movzx",
     "nop",
+    "pause",
     "pop",
     "push",
+    "rep_movsb",
+    "rep_stosb",
     "ret",
     "rex",
+    "setcc",
     "shift_cl",
     "shift_ri",
     "sib",
@@ -623,3 +628,36 @@ def nop(length: int = 1) -> bytes:
         out += _NOPS[n]
         length -= n
     return out
+
+
+# -- forms only the native helpers and the batch driver use ------------------------------------------------
+
+def pause() -> bytes:
+    """``pause`` (``f3 90``): the spin-wait hint inside lock loops."""
+    return b"\xf3\x90"
+
+
+def rep_movsb() -> bytes:
+    """``rep movsb`` (``f3 a4``): copy rcx bytes from [rsi] to [rdi] (both advance; rcx ends 0)."""
+    return b"\xf3\xa4"
+
+
+def rep_stosb() -> bytes:
+    """``rep stosb`` (``f3 aa``): store al into rcx bytes from [rdi]."""
+    return b"\xf3\xaa"
+
+
+def bsr(dst: Reg, src: Reg, bits: int = 64) -> bytes:
+    """``bsr dst, src`` (``0f bd /r``): index of the highest set bit (ZF set, dst undefined, when
+    src is 0). Used instead of ``lzcnt``, which older CPUs decode as ``bsr`` with other results."""
+    if bits not in (32, 64):
+        raise EncodeError("bsr takes 32- or 64-bit operands")
+    need = bits == 64 or dst.ext or src.ext
+    prefix = bytes((rex(bits == 64, dst.ext, 0, src.ext),)) if need else b""
+    return prefix + b"\x0f\xbd" + bytes((modrm(3, dst.low, src.low),))
+
+
+def setcc(cond: Cond, dst: Reg) -> bytes:
+    """``setcc dst8`` (``0f 90+cc``); a REX prefix keeps sil/dil/spl/bpl from meaning dh/bh..."""
+    prefix = bytes((rex(0, 0, 0, dst.ext),)) if dst.ext or 4 <= dst.num <= 7 else b""
+    return prefix + bytes((0x0F, 0x90 + cond, modrm(3, 0, dst.low)))
