@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+SCORE_JOBS ?= 2
 
 .PHONY: install demo test lint bench score clean
 
@@ -27,8 +28,11 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+# The verifier scoreboard. Without $$PYBPF_VST and without a corpus in ~/.cache/pybpf/vst (or the
+# development copy /work/vst), builds the Linux 6.12 verifier selftests there first
+# (tools/verifier-selftests/build: apt for clang, bpftool and linux-source-6.12 on a fresh machine).
 score: $(STAMP)
-	$(BIN)/python bench/verifier_score.py
+	$(BIN)/python bench/verifier_score.py --build --soundness --jobs $(SCORE_JOBS) --write-results
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
 """The verifier scoreboard: pybpf's verifier against the Linux 6.12 verifier selftests.
 
-usage: bench/verifier_score.py [--corpus DIR] [--only SUBSTRING] [--types T,T] [--jobs N]
+usage: bench/verifier_score.py [--corpus DIR] [--build] [--only SUBSTRING] [--types T,T] [--jobs N]
                                [--json OUT] [--write-results] [--show-failures N]
 
-For every non-auxiliary, privileged test of the supported program types in DIR/manifest.json
-(default /work/vst, or $PYBPF_VST), loads its object with pybpf's ELF reader, creates its maps,
-and verifies only that program (plus the object's auxiliary programs, which the kernel harness
-loads alongside but which do not count) with the manifest's flags (+ BPF_F_TEST_RND_HI32 and
-BPF_F_TEST_REG_INVARIANTS, as test_loader does) and log level. Reports:
+The corpus is what tools/verifier-selftests/build makes (objects + manifest.json). Its default
+location (:func:`default_corpus`): $PYBPF_VST when set; else ${XDG_CACHE_HOME:-~/.cache}/pybpf/vst
+when it holds a corpus; else /work/vst when that exists (the development machine's copy); else the
+cache directory again, which ``--build`` fills by running the build script there (apt for clang,
+bpftool and linux-source-6.12 on a fresh machine, as the script says). ``make score`` does that.
+
+For every non-auxiliary, privileged test of the supported program types in DIR/manifest.json,
+loads its object with pybpf's ELF reader, creates its maps, and verifies only that program (plus
+the object's auxiliary programs, which the kernel harness loads alongside but which do not count)
+with the manifest's flags (+ BPF_F_TEST_RND_HI32 and BPF_F_TEST_REG_INVARIANTS, as test_loader
+does) and log level. Reports:
 
 * verdict agreement — accepted/rejected as the manifest expects;
 * message agreement — every expected log substring present, in order, ``{{...}}`` parts as
@@ -33,9 +39,11 @@ import contextlib
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +59,32 @@ MAIN_TYPES = ("socket_filter", "sched_cls", "sched_act", "xdp")
 OTHER_TYPES = ("cgroup_skb", "tracepoint", "raw_tracepoint", "kprobe")
 TIME_LIMIT = float(os.environ.get("PYBPF_SCORE_TIME_LIMIT", "180"))
 RUN_RETVAL = os.environ.get("PYBPF_SCORE_RETVAL", "1") != "0"
+REPO = Path(__file__).resolve().parents[1]
+BUILD_SCRIPT = REPO / "tools" / "verifier-selftests" / "build"
+DEV_CORPUS = Path("/work/vst")
+
+
+def default_corpus() -> Path:
+    """Where the corpus is (or is to be built): see the module docstring. The corpus tests use
+    the same rule, so ``make score`` and ``pytest`` look at the same objects."""
+    env = os.environ.get("PYBPF_VST")
+    if env:
+        return Path(env)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pybpf" / "vst"
+    if (cache / "manifest.json").exists():
+        return cache
+    if (DEV_CORPUS / "manifest.json").exists():
+        return DEV_CORPUS
+    return cache
+
+
+def ensure_corpus(corpus: Path) -> None:
+    """Build the corpus into ``corpus`` with the vendored build script when it has no manifest."""
+    if (corpus / "manifest.json").exists():
+        return
+    print(f"building the Linux 6.12 verifier selftests into {corpus} ({BUILD_SCRIPT})", file=sys.stderr)
+    corpus.mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(BUILD_SCRIPT), str(corpus)], check=True)
 
 
 def flags_of(spec: dict[str, Any]) -> int:
@@ -91,6 +125,10 @@ class Result:
     seconds: float = 0.0
     log_tail: list[str] = field(default_factory=list)
     unpriv: bool = False
+    sound_runs: int = 0
+    sound_faults: list[str] = field(default_factory=list)
+    sound_errors: list[str] = field(default_factory=list)
+    sound_not_run: str = ""
 
     @property
     def verdict_ok(self) -> bool:
@@ -129,87 +167,220 @@ def func_info_of(prog: Any) -> list[tuple[int, str, bool, int]]:
     return out
 
 
-def run_retval(spec: dict[str, Any], obj: Any, prog: Any, flags: int) -> bool | None:
-    """test_loader's run: the program loaded through the kernel layer (maps created and filled as
-    libbpf does, the verifier's rewrites applied), run once with 64 zero bytes; compare r0.
-    Returns None when the kernel layer cannot run it (no test_run for the type, missing pieces)."""
+class CouldNotLoad(Exception):
+    """The kernel layer could not load the program (a map type or helper it lacks...)."""
+
+
+@contextlib.contextmanager
+def loaded(spec: dict[str, Any], obj: Any, prog: Any, flags: int) -> Iterator[Any]:
+    """The program loaded through pybpf's kernel layer as test_loader loads it: the object's maps
+    created (and filled as libbpf does: global data, prog arrays with the object's programs), the
+    verifier's rewrites applied. Yields the kernel layer's ``Program``; raises
+    :class:`CouldNotLoad` when the kernel layer lacks a piece the program needs."""
     from pybpf.errors import PybpfError
     from pybpf.kernel import MapAttrs
     from pybpf.kernel.prog_load import LoadAttrs, prog_load
-    from pybpf.kernel.test_run import test_run
+    from pybpf.verifier.specmaps import special_fields_from_btf
 
-    want = spec["retval"]
-    if want == "POINTER_VALUE":
-        expected = None
-    else:
-        expected = RETVAL_NAMES.get(want)
-        if expected is None:
-            expected = int(want, 0)
     k = _kernel()
     fds: dict[str, int] = {}
     maps: dict[int, Any] = {}
     extra_fds: list[int] = []
     try:
-        for name, ms in obj.maps.items():
-            inner = None
-            if ms.inner_map is not None:
-                im = ms.inner_map
-                inner = k.create_map(MapAttrs(int(im.type), im.key_size, im.value_size, im.max_entries, im.flags))
-            from pybpf.verifier.specmaps import special_fields_from_btf
-
-            lock = [off for kind, off, _ in special_fields_from_btf(obj.btf, ms.value_type_id)
-                    if kind == "bpf_spin_lock"]
-            attrs = MapAttrs(int(ms.type), ms.key_size, ms.value_size, ms.max_entries, ms.flags, name=name[:15],
-                             inner_map=inner, spin_lock_off=lock[0] if lock else None)
-            try:
-                m = k.create_map(attrs)
-            except PybpfError:
-                # a map type the kernel layer lacks: fine as long as this program does not use it
-                # (its fd then names no map and the load fails, which counts as "could not run")
-                fds[name] = 10_000 + len(fds)
-                continue
-            if ms.data is not None:
-                m.update_elem_sys(bytes(4), bytes(ms.data).ljust(ms.value_size, b"\0"), 0)
-            if INIT_MAPS.get(spec["object"]) == name:
-                m.update_elem_sys(bytes(4), TEST_VAL[: ms.value_size].ljust(ms.value_size, b"\0"), 0)
-            if ms.frozen:
-                m.freeze()
-            fd = k.new_fd(m)
-            fds[name] = fd
-            maps[fd] = m
-        for name, ms in obj.maps.items():
-            for index, target in (ms.values or {}).items():
-                tprog = obj.programs.get(target)
-                if tprog is None or int(ms.type) != 3:  # PROG_ARRAY
+        try:
+            for name, ms in obj.maps.items():
+                inner = None
+                if ms.inner_map is not None:
+                    im = ms.inner_map
+                    inner = k.create_map(MapAttrs(int(im.type), im.key_size, im.value_size, im.max_entries, im.flags))
+                lock = [off for kind, off, _ in special_fields_from_btf(obj.btf, ms.value_type_id)
+                        if kind == "bpf_spin_lock"]
+                attrs = MapAttrs(int(ms.type), ms.key_size, ms.value_size, ms.max_entries, ms.flags,
+                                 name=name[:15], inner_map=inner, spin_lock_off=lock[0] if lock else None)
+                try:
+                    m = k.create_map(attrs)
+                except PybpfError:
+                    # a map type the kernel layer lacks: fine as long as this program does not use it
+                    # (its fd then names no map and the load fails: "could not run")
+                    fds[name] = 10_000 + len(fds)
                     continue
-                ta = LoadAttrs(prog_type=int(tprog.prog_type), insns=tprog.with_map_fds(fds), license="GPL",
-                               name=tprog.name[:15], expected_attach_type=int(tprog.expected_attach_type or 0),
-                               maps=maps, func_info=func_info_of(tprog) or None, prog_btf=tprog.btf)
-                tres = prog_load(k, ta)
-                tfd = k.new_fd(tres.program)
-                extra_fds.append(tfd)
-                maps[fds[name]].update_elem_sys(index.to_bytes(4, "little"), tfd.to_bytes(4, "little"), 0)
-        a = LoadAttrs(prog_type=int(prog.prog_type), insns=prog.with_map_fds(fds), license="GPL",
-                      name=prog.name[:15], expected_attach_type=int(prog.expected_attach_type or 0),
-                      prog_flags=flags, maps=maps, func_info=func_info_of(prog) or None, prog_btf=prog.btf)
-        res = prog_load(k, a)
-        run = test_run(k, res.program, bytes(64), repeat=1)
-    except Exception as e:  # PybpfError and whatever else the kernel layer lacks: "could not run"
-        if os.environ.get("PYBPF_SCORE_DEBUG"):
-            import traceback
-
-            traceback.print_exception(e)
-        return None
+                if ms.data is not None:
+                    m.update_elem_sys(bytes(4), bytes(ms.data).ljust(ms.value_size, b"\0"), 0)
+                if INIT_MAPS.get(spec["object"]) == name:
+                    m.update_elem_sys(bytes(4), TEST_VAL[: ms.value_size].ljust(ms.value_size, b"\0"), 0)
+                if ms.frozen:
+                    m.freeze()
+                fd = k.new_fd(m)
+                fds[name] = fd
+                maps[fd] = m
+            for name, ms in obj.maps.items():
+                for index, target in (ms.values or {}).items():
+                    tprog = obj.programs.get(target)
+                    if tprog is None or int(ms.type) != 3:  # PROG_ARRAY
+                        continue
+                    ta = LoadAttrs(prog_type=int(tprog.prog_type), insns=tprog.with_map_fds(fds), license="GPL",
+                                   name=tprog.name[:15], expected_attach_type=int(tprog.expected_attach_type or 0),
+                                   maps=maps, func_info=func_info_of(tprog) or None, prog_btf=tprog.btf)
+                    tfd = k.new_fd(prog_load(k, ta).program)
+                    extra_fds.append(tfd)
+                    maps[fds[name]].update_elem_sys(index.to_bytes(4, "little"), tfd.to_bytes(4, "little"), 0)
+            a = LoadAttrs(prog_type=int(prog.prog_type), insns=prog.with_map_fds(fds), license="GPL",
+                          name=prog.name[:15], expected_attach_type=int(prog.expected_attach_type or 0),
+                          prog_flags=flags, maps=maps, func_info=func_info_of(prog) or None, prog_btf=prog.btf)
+            program = prog_load(k, a).program
+        except Exception as e:  # PybpfError and whatever else the kernel layer lacks
+            _debug(e)
+            raise CouldNotLoad(str(e)) from e
+        yield program
     finally:
         for fd in [*fds.values(), *extra_fds]:
             with contextlib.suppress(Exception):
                 k.close(fd)
+
+
+def _debug(e: BaseException) -> None:
+    if os.environ.get("PYBPF_SCORE_DEBUG"):
+        import traceback
+
+        traceback.print_exception(e)
+
+
+def run_retval(spec: dict[str, Any], obj: Any, prog: Any, flags: int) -> bool | None:
+    """test_loader's run: the loaded program (see :func:`loaded`) run once with BPF_PROG_TEST_RUN
+    on 64 zero bytes; compare r0. None when the kernel layer cannot run it."""
+    from pybpf.kernel.test_run import test_run
+
+    want = spec["retval"]
+    expected = None if want == "POINTER_VALUE" else RETVAL_NAMES.get(want)
+    if expected is None and want != "POINTER_VALUE":
+        expected = int(want, 0)
+    try:
+        with loaded(spec, obj, prog, flags) as program:
+            run = test_run(_kernel(), program, bytes(64), repeat=1)
+    except CouldNotLoad:
+        return None
+    except Exception as e:  # a run the kernel layer cannot do (missing helper...): "could not run"
+        _debug(e)
+        return None
     if expected is None:
         return True
     return (run.retval & 0xFFFFFFFF) == (expected & 0xFFFFFFFF)
 
 
-def run_one(corpus: str, spec: dict[str, Any], unpriv: bool = False) -> Result:
+# -- soundness: accepted programs on random inputs -------------------------------------------------
+
+SOUND_PACKET_SIZES = (0, 1, 13, 14, 15, 34, 54, 64, 100, 1500)
+SOUND_BUDGET = 200_000
+_SKB_L2 = ("sched_cls", "sched_act")
+_SKB_FIELDS = ("mark", "priority", "ifindex", "ingress_ifindex", "protocol", "vlan_tci", "vlan_present", "hash",
+               "queue_mapping", "tc_index", "napi_id", "pkt_type", "gso_segs", "gso_size", "wire_len")
+
+
+@dataclass
+class Soundness:
+    """Soundness runs of one accepted program: how many ran, the memory faults (a verifier bug
+    each), other execution errors (the engine refused something a kernel would run), why it
+    could not run (a kernel-layer gap)."""
+
+    runs: int = 0
+    faults: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    not_run: str = ""
+
+
+def _randomize_maps(program: Any, rng: Any) -> None:
+    """Random values in the program's plain array maps (the verifier treats map values as unknown
+    scalars): not frozen ones (their contents are known to the verifier), not values with
+    special fields (spin locks, timers)."""
+    from pybpf.uapi import MapType
+
+    for m in program.used_maps.values():
+        if int(m.map_type) not in (MapType.ARRAY, MapType.PERCPU_ARRAY) or getattr(m, "frozen", False):
+            continue
+        if getattr(m, "spin_lock_off", None) is not None or getattr(m, "btf_fields", ()):
+            continue
+        for i in range(min(m.max_entries, 4)):
+            with contextlib.suppress(Exception):
+                m.update_elem_sys(i.to_bytes(4, "little"), rng.randbytes(m.value_size), 0)
+
+
+def _sound_contexts(prog_type: str, space: Any, rng: Any) -> Iterator[tuple[int, Any, Any, Any]]:
+    """(r1, run env state, SkbView or None, cleanup) for every input of one program type: packets
+    of every size in SOUND_PACKET_SIZES with random bytes and random context fields; random
+    plain-memory contexts for the tracing types."""
+    from pybpf.kernel.runenv import ETH_HLEN, SkbState, XdpState
+    from pybpf.progtypes import descriptor
+    from pybpf.uapi import ProgType
+    from pybpf.vm import RegionKind, SkbView
+
+    if prog_type == "xdp":
+        for n in SOUND_PACKET_SIZES:
+            meta = rng.choice((0, 0, 4, 8, 32))  # XdpState's linear part holds the metadata, then the packet
+            x = XdpState(space, rng.randbytes(meta + n), meta_len=meta, ingress_ifindex=rng.randrange(1, 5),
+                         rx_queue_index=rng.randrange(4))
+            yield x.ctx_address, {"xdp": x}, None, x.close
+    elif prog_type in ("socket_filter", "cgroup_skb", *_SKB_L2):
+        l2 = prog_type in _SKB_L2
+        for n in SOUND_PACKET_SIZES:
+            fields = {f: rng.randrange(1 << 16) for f in _SKB_FIELDS}
+            s = SkbState(space, rng.randbytes(n if l2 else n + ETH_HLEN), l2=l2, fields=fields)
+            view = SkbView(data=s.data_address, headlen=s.len, network_offset=ETH_HLEN if l2 else 0,
+                           mac_offset=0 if l2 else -ETH_HLEN)
+            yield s.ctx_address, {"skb": s}, view, s.close
+    else:
+        t = {"kprobe": ProgType.KPROBE, "tracepoint": ProgType.TRACEPOINT,
+             "raw_tracepoint": ProgType.RAW_TRACEPOINT}[prog_type]
+        layout = descriptor(t).runtime
+        assert layout is not None
+        for _ in range(4):
+            region = space.add(bytearray(rng.randbytes(layout.size)), RegionKind.CTX, layout.name)
+            yield region.address(), {}, None, lambda region=region: space.remove(region)
+
+
+def run_soundness(spec: dict[str, Any], obj: Any, prog: Any, flags: int, seed: int) -> Soundness:
+    """The soundness check of one accepted program: run it in the reference interpreter on every
+    input of :func:`_sound_contexts` (maps randomized half of the time); a memory fault means the
+    verifier accepted an unsafe program."""
+    import random
+
+    from pybpf.errors import ExecutionError, HelperError, InstructionLimitExceeded, MemoryFault
+    from pybpf.kernel.engines import kernel_space, run_lock
+    from pybpf.kernel.runenv import RunEnv
+
+    res = Soundness()
+    rng = random.Random(seed)
+    k = _kernel()
+    try:
+        with loaded(spec, obj, prog, flags) as program:
+            runner = program.runner("interpreter")
+            space = kernel_space(k)
+            for rnd in (False, True):
+                if rnd:
+                    _randomize_maps(program, rng)
+                for r1, state, view, close in _sound_contexts(spec["prog_type"], space, rng):
+                    env = RunEnv(k, program, cpu=rng.randrange(2), **state)
+                    try:
+                        with run_lock(k):
+                            runner.run(r1, env=env, skb=view, budget=SOUND_BUDGET)
+                        res.runs += 1
+                    except InstructionLimitExceeded:
+                        res.runs += 1
+                    except MemoryFault as e:
+                        res.runs += 1
+                        res.faults.append(str(e))
+                    except HelperError as e:  # a helper the kernel layer lacks: not a verifier matter
+                        res.not_run = res.not_run or f"{type(e).__name__}: {e}"
+                    except ExecutionError as e:  # the vm refused something else: shown, not a fault
+                        res.runs += 1
+                        res.errors.append(f"{type(e).__name__}: {e}")
+                    finally:
+                        close()
+    except CouldNotLoad as e:
+        res.not_run = str(e)
+    return res
+
+
+def run_one(corpus: str, spec: dict[str, Any], unpriv: bool = False, soundness: bool = False) -> Result:
     from pybpf.elf import ObjectSpec
     from pybpf.errors import PybpfError, VerifierError
     from pybpf.uapi import ProgType
@@ -258,6 +429,11 @@ def run_one(corpus: str, spec: dict[str, Any], unpriv: bool = False) -> Result:
             pass
         if res.accepted and spec["retval"] is not None and RUN_RETVAL:
             res.retval_ok = run_retval(spec, obj, prog, flags_of(spec) | prog.prog_flags)
+        if res.accepted and soundness and not unpriv:
+            seed = sum(map(ord, f"{spec['object']}:{spec['function']}"))
+            sound = run_soundness(spec, obj, prog, flags_of(spec) | prog.prog_flags, seed)
+            res.sound_runs, res.sound_faults, res.sound_not_run = sound.runs, sound.faults, sound.not_run
+            res.sound_errors = sound.errors
         if spec["msgs"]:
             if res.accepted:
                 v = verify(insns, prog_type=pt, maps=by_fd, prog_flags=flags_of(spec) | prog.prog_flags,
@@ -278,7 +454,7 @@ def run_one(corpus: str, spec: dict[str, Any], unpriv: bool = False) -> Result:
     return res
 
 
-def _work(args: tuple[str, dict[str, Any], bool]) -> Result:
+def _work(args: tuple[str, dict[str, Any], bool, bool]) -> Result:
     return run_one(*args)
 
 
@@ -305,17 +481,38 @@ def summarize(results: list[Result], types: tuple[str, ...]) -> list[str]:
     ]
 
 
+def summarize_soundness(results: list[Result], types: tuple[str, ...]) -> list[str]:
+    rs = [r for r in results if r.prog_type in types and r.accepted]
+    ran = [r for r in rs if r.sound_runs]
+    faulty = [r for r in ran if r.sound_faults]
+    return [
+        f"  programs run:       {len(ran)} of {len(rs)} accepted ({len(rs) - len(ran)} could not run)",
+        f"  runs:               {sum(r.sound_runs for r in ran)}",
+        f"  memory faults:      {sum(len(r.sound_faults) for r in faulty)} in {len(faulty)} programs",
+        f"  other vm errors:    {sum(len(r.sound_errors) for r in ran)} in {sum(bool(r.sound_errors) for r in ran)} "
+        "programs (runs a kernel completes that the vm refuses)",
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--corpus", default=os.environ.get("PYBPF_VST", "/work/vst"))
+    ap.add_argument("--corpus", type=Path, default=None, help="corpus directory (default: see default_corpus)")
+    ap.add_argument("--build", action="store_true", help="build the corpus first when it does not exist")
     ap.add_argument("--only", default="")
     ap.add_argument("--types", default=",".join(MAIN_TYPES + OTHER_TYPES))
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--json")
     ap.add_argument("--write-results", action="store_true")
     ap.add_argument("--show-failures", type=int, default=0)
+    ap.add_argument("--soundness", action="store_true",
+                    help="also run every accepted program in the interpreter on random inputs")
     args = ap.parse_args()
-    manifest = json.loads(Path(args.corpus, "manifest.json").read_text())
+    args.corpus = args.corpus or default_corpus()
+    if args.build:
+        ensure_corpus(args.corpus)
+    if not (args.corpus / "manifest.json").exists():
+        sys.exit(f"no verifier selftest corpus at {args.corpus}: run with --build (make score) or set PYBPF_VST")
+    manifest = json.loads((args.corpus / "manifest.json").read_text())
     types = tuple(args.types.split(","))
     specs = [s for s in manifest["programs"] if not s["auxiliary"] and s["privileged"]
              and s["prog_type"] in types and args.only in f"{s['object']}:{s['function']}"
@@ -324,7 +521,8 @@ def main() -> None:
               and s["prog_type"] in types and args.only in f"{s['object']}:{s['function']}"
               and s.get("arch") in (None, "X86_64")]
     t0 = time.monotonic()
-    work = [(args.corpus, s, False) for s in specs] + [(args.corpus, s, True) for s in uspecs]
+    corpus = str(args.corpus)
+    work = [(corpus, s, False, args.soundness) for s in specs] + [(corpus, s, True, False) for s in uspecs]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as ex:
             results = list(ex.map(_work, work, chunksize=8))
@@ -345,6 +543,15 @@ def main() -> None:
     if unpriv_results:
         lines.append("unprivileged loads (no capabilities; the tests marked __success_unpriv/__failure_unpriv):")
         lines += summarize(unpriv_results, types)[:3] + summarize(unpriv_results, types)[4:]
+    if args.soundness:
+        sizes = ", ".join(map(str, SOUND_PACKET_SIZES))
+        lines.append(f"soundness (accepted programs in the reference interpreter on random inputs: packets of {sizes}")
+        lines.append("bytes with random context fields, random plain contexts for tracing types; array maps random")
+        lines.append("in half the runs; a memory fault is a verifier bug):")
+        lines.append("  XDP + socket filter + tc:")
+        lines += ["  " + x for x in summarize_soundness(results, MAIN_TYPES)]
+        lines.append("  all supported types:")
+        lines += ["  " + x for x in summarize_soundness(results, types)]
     lines.append("")
     lines.append(f"{'object':45} {'progs':>5} {'verdict':>8} {'msgs':>8}")
     per: dict[str, list[Result]] = defaultdict(list)
@@ -359,6 +566,11 @@ def main() -> None:
     lines.append(f"elapsed {elapsed:.0f}s")
     text = "\n".join(lines)
     print(text)
+    for r in results:
+        for fault in r.sound_faults[:3]:
+            print(f"SOUNDNESS {r.object}:{r.function}: {fault}")
+        for err in r.sound_errors[:1]:
+            print(f"VM ERROR {r.object}:{r.function}: {err}")
     if args.show_failures:
         shown = 0
         for r in results + unpriv_results:

@@ -31,7 +31,7 @@ import errno
 import os
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -629,6 +629,12 @@ def load(source: str | os.PathLike[str] | bytes | Any, options: LoadOptions | No
 # the loading itself (libbpf's bpf_object__load)
 
 
+_NO_BTF_MAP_TYPES = frozenset(int(t) for t in (
+    MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.STACK_TRACE, MapType.ARRAY_OF_MAPS,
+    MapType.HASH_OF_MAPS, MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP, MapType.XSKMAP, MapType.SOCKMAP,
+    MapType.SOCKHASH, MapType.QUEUE, MapType.STACK, MapType.ARENA))
+
+
 class _Loading:
     def __init__(self, spec: Any, opts: LoadOptions) -> None:
         self.spec = spec
@@ -674,6 +680,9 @@ class _Loading:
         btf = self.spec.btf
         spin = _spin_lock_off(btf, ms.value_type_id) if btf is not None and ms.value_type_id else None
         flags = int(ms.flags)
+        if int(ms.type) in _NO_BTF_MAP_TYPES:
+            # libbpf's bpf_object__create_map creates these map types without BTF
+            btf = None
         return MapAttrs(
             map_type=int(ms.type), key_size=ms.key_size, value_size=ms.value_size, max_entries=ms.max_entries,
             map_flags=flags, name=ms.name[:15], inner_map=inner,
@@ -716,8 +725,15 @@ class _Loading:
         if ms.inner_map is not None:
             inner_tmp = Map(self.kernel.create_map(self._attrs(ms.inner_map, None)), None, kernel=self.kernel)
             inner_km = inner_tmp.kernel_map
+        attrs = self._attrs(ms, inner_km)
         try:
-            fd = self.kernel.map_create(self._attrs(ms, inner_km))
+            try:
+                fd = self.kernel.map_create(attrs)
+            except BpfError:
+                if attrs.btf is None:
+                    raise
+                # libbpf: "Error in bpf_create_map_xattr(%s)... Retrying without BTF."
+                fd = self.kernel.map_create(replace(attrs, btf=None, btf_key_type_id=0, btf_value_type_id=0))
         except BpfError as e:
             e.add_note(f"creating map '{ms.name}'")
             raise

@@ -110,3 +110,54 @@ def test_subprogram_call_offsets_follow_patches() -> None:
     (pos, call), = calls
     assert v.insns[pos + 1 + call.imm] == Insn(0xB7, 0, 0, 0, 1)
     assert v.subprog_starts == [0, pos + 1 + call.imm]
+
+
+# bpf_loop(nr, callback, ctx, flags), the callback (slot 11, 12 with the extra store) at the end
+_LOOP = ("r1 = 0\n*(u64 *)(r10 -8) = r1\nr1 = 10\nr2 = subprog[+7]\nr3 = r10\nr3 += -8\nr4 = 0\n"
+         "call bpf_loop#181\nr0 = 0\nexit\nr0 = 0\nexit")
+
+
+def _func_info(text: str) -> list[tuple[int, str, bool]]:
+    return [(0, "main", True), (len(assemble(text).encode()) // 8 - 2, "cb", False)]
+
+
+def test_bpf_loop_with_zero_flags_is_inlined() -> None:
+    """``optimize_bpf_loop``: the helper's loop as instructions, r6-r8 spilled below the stack
+    (which grows by 24 bytes), the callback called pc-relative."""
+    v = verify(assemble(_LOOP), func_info=_func_info(_LOOP))
+    got = [line.split(": ", 1)[1] for line in disassemble(v.insns, "kernel").splitlines()]
+    assert got[7:11] == ["(b5) if r1 <= 0x800000 goto pc+2", "(b4) w0 = -7", "(05) goto pc+16",
+                         "(7b) *(u64 *)(r10 -32) = r6"]
+    assert got[19] == "(85) call pc+8"  # slot 20 (the lddw takes two): the callee is at slot 29
+    assert v.subprog_starts == [0, 29] and got[28:] == ["(b7) r0 = 0", "(95) exit"]
+    assert v.stack_depth == [32, 0]
+    assert got[25] == "(79) r8 = *(u64 *)(r10 -16)"
+
+
+def test_bpf_loop_with_unknown_flags_stays_a_call() -> None:
+    text = "r6 = *(u32 *)(r1 +0)\n" + _LOOP.replace("r4 = 0", "r4 = r6")
+    v = verify(assemble(text), func_info=_func_info(text))
+    assert any(i.code == 0x85 and i.src == 0 and i.imm == 181 for i in v.insns)
+    assert v.stack_depth == [8, 0]
+
+
+def test_bpf_loop_not_inlined_past_512_bytes_of_stack() -> None:
+    text = _LOOP.replace("r1 = 10\n", "r1 = 10\n*(u64 *)(r10 -496) = r1\n")
+    v = verify(assemble(text), func_info=_func_info(text))
+    assert any(i.code == 0x85 and i.src == 0 and i.imm == 181 for i in v.insns)
+    assert v.stack_depth == [496, 0]
+
+
+def test_sixteen_bit_skb_fields_store_their_low_half() -> None:
+    """tc_index, tc_classid and queue_mapping are u16 in struct sk_buff: a store writes two bytes
+    (the runtime u32 keeps a zero upper half), and queue_mapping ignores NO_QUEUE_MAPPING (0xffff)
+    as the kernel's conversion does — with a run-time check for a register, no store for an
+    immediate."""
+    off = {n: SKB_RUNTIME[n].offset for n in ("tc_index", "tc_classid", "queue_mapping")}
+    text = ("r2 = 5\n*(u32 *)(r1 +44) = r2\n*(u32 *)(r1 +72) = r2\n*(u32 *)(r1 +12) = r2\n"
+            "*(u32 *)(r1 +12) = 65535\n*(u32 *)(r1 +12) = 3\nr0 = *(u32 *)(r1 +44)\nr0 = 0\nexit")
+    got = xlated(text, prog_type=ProgType.SCHED_CLS)
+    assert got[1:8] == [f"(6b) *(u16 *)(r1 +{off['tc_index']}) = r2", f"(6b) *(u16 *)(r1 +{off['tc_classid']}) = r2",
+                        "(35) if r2 >= 0xffff goto pc+1", f"(6b) *(u16 *)(r1 +{off['queue_mapping']}) = r2",
+                        "(05) goto pc+0", f"(6a) *(u16 *)(r1 +{off['queue_mapping']}) = 3",
+                        f"(61) r0 = *(u32 *)(r1 +{off['tc_index']})"]

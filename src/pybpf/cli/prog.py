@@ -1,7 +1,7 @@
 """``pybpf prog``: bpftool's program commands over pybpf's kernel.
 
     pybpf prog { show | list } [PROG]
-    pybpf prog dump { xlated | jited } PROG [{ file FILE | [opcodes] [linum] }]
+    pybpf prog dump { xlated | jited } PROG [{ file FILE | [opcodes] [linum] [insns] }]
     pybpf prog pin PROG FILE
     pybpf prog { load | loadall } OBJ PATH [type TYPE] [pinmaps MAP_DIR]
     pybpf prog run { PROG | OBJ [name NAME] } [data_in FILE [data_out FILE [data_size_out L]]]
@@ -191,10 +191,33 @@ def dump(words: tuple[str, ...]) -> None:
         jited = False
     else:
         raise CliError(f"expected 'xlated' or 'jited', got: {what}")
-    if len(args) < 2:
-        raise CliError("expected 'id', 'tag', 'name' or 'pinned' and a value")
-    progs = parse_progs(args, k)
-    opcodes = linum = visual = False
+    coll = None
+    if args and not any(is_prefix(args.peek(), kw) for kw in ("id", "tag", "name", "pinned")) \
+            and _is_object_file(args.peek() or ""):
+        # pybpf's addition: OBJ [name NAME] loads the object's programs (or that one) to dump them
+        from pybpf.loader import LoadOptions, load
+
+        obj = args.next()
+        wanted = args.next() if args.accept("name") else None
+        coll = load(obj, LoadOptions(kernel=k, programs=[wanted] if wanted else None))
+        progs = [p.kernel_program for p in coll.programs.values()]
+        if not progs:
+            coll.close()
+            raise CliError("object file doesn't contain any bpf program")
+    else:
+        if len(args) < 2:
+            raise CliError("expected 'id', 'tag', 'name' or 'pinned' and a value")
+        progs = parse_progs(args, k)
+    try:
+        _dump(progs, args, jited=jited)
+    finally:
+        if coll is not None:
+            coll.close()
+
+
+def _dump(progs: list[Program], args: Args, *, jited: bool) -> None:
+    """The rest of ``prog dump`` once the programs are known: options, then each listing."""
+    opcodes = linum = visual = insns = False
     file: str | None = None
     while args:
         word = args.next()
@@ -212,9 +235,11 @@ def dump(words: tuple[str, ...]) -> None:
             visual = True
         elif is_prefix(word, "linum"):
             linum = True
+        elif jited and word == "insns":  # pybpf: the eBPF instruction before its machine code
+            insns = True
         else:
             raise CliError(f"expected no more arguments, 'file', 'opcodes', 'visual', 'linum', got: '{word}'?")
-    if file is not None and (opcodes or visual or linum):
+    if file is not None and (opcodes or visual or linum or insns):
         raise CliError("'file' is not compatible with 'opcodes', 'visual', or 'linum'")
     json = get_output().json
     if json and visual:
@@ -232,7 +257,7 @@ def dump(words: tuple[str, ...]) -> None:
             w.name("insns")
         elif several:
             click.echo(_show_header_plain(p))
-        _dump_one(w, p, jited=jited, file=file, opcodes=opcodes, linum=linum)
+        _dump_one(w, p, jited=jited, file=file, opcodes=opcodes, linum=linum, insns=insns)
         if w is not None and several:
             w.end_object()
         elif several and i != len(progs) - 1:
@@ -244,7 +269,7 @@ def dump(words: tuple[str, ...]) -> None:
 
 
 def _dump_one(w: JsonWriter | None, p: Program, *, jited: bool, file: str | None, opcodes: bool,
-              linum: bool) -> None:
+              linum: bool, insns: bool = False) -> None:
     """``prog_dump`` for one program: raw bytes to ``file``, else text (or JSON into ``w``)."""
     image = base = None
     if jited:
@@ -268,7 +293,7 @@ def _dump_one(w: JsonWriter | None, p: Program, *, jited: bool, file: str | None
         from pybpf.jit.dump import dump_jited, dump_jited_json
 
         kw = {"name": p.name, "tag": p.tag.hex(), "base_address": base, "opcodes": opcodes, "linum": linum,
-              "show_insns": False, "call_name": internal_call_name}
+              "show_insns": insns, "call_name": internal_call_name}
         if w is not None:
             w.value(dump_jited_json(image, p.insns, **kw))
         else:

@@ -9,14 +9,20 @@ rejection or when a log level is given, the verifier log in the kernel's words.
 
 ``-j`` prints a list of ``{"program", "section", "type", "accepted", "errno", "log",
 "insns_processed"}``. The exit status is 0 when every program is accepted, 1 otherwise.
-Maps are described from the object (no kernel objects are created); with ``--prog`` only that
-program (with its subprograms) is verified.
+
+With ``--prog`` only that program (with its subprograms) is verified, and the object's maps are
+created as a load creates them (``pybpf.loader``: global data filled, ``.rodata`` frozen, inner
+maps, map-in-map templates) in a throwaway kernel whose bpffs is a temporary directory, so the
+verifier sees real map objects and nothing is left behind. Without ``--prog`` every program is
+verified against maps described from the object, without creating anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno as _errno
 import sys
+import tempfile
 from typing import Any
 
 import click
@@ -68,56 +74,78 @@ def verify_object(path: str, *, prog_name: str | None, type_name: str | None, fl
                   unpriv: bool) -> list[dict[str, Any]]:
     """Verify the programs of the object at ``path``; one result dict per program."""
     from pybpf.elf import ObjectSpec
-    from pybpf.errors import PybpfError, VerifierError
-    from pybpf.uapi import ProgType, bpftool_name, from_bpftool_name
-    from pybpf.verifier import verify
+    from pybpf.uapi import ProgType, from_bpftool_name
     from pybpf.verifier.specmaps import maps_from_specs
 
     obj = ObjectSpec.from_path(path)
     forced_type = from_bpftool_name(ProgType, type_name) if type_name else None
     programs = [obj.program(prog_name)] if prog_name else list(obj.programs.values())
-    maps, fds = maps_from_specs(obj.maps, obj.btf)
-    by_fd = {fds[n]: m for n, m in maps.items()}
-    results: list[dict[str, Any]] = []
-    for prog in programs:
-        ptype = forced_type if forced_type is not None else prog.prog_type
-        entry: dict[str, Any] = {
-            "program": prog.name,
-            "section": prog.section,
-            "type": bpftool_name(ProgType(ptype)) if ptype is not None else "unknown",
-            "accepted": False,
-            "errno": None,
-            "log": "",
-            "insns_processed": 0,
-        }
-        if ptype is None:
-            entry["errno"] = _errno.EINVAL
-            entry["log"] = f"cannot guess the program type of section '{prog.section}'; use --type\n"
-            results.append(entry)
-            continue
-        def run(level: int, prog: Any = prog, ptype: Any = ptype) -> Any:
-            return verify(prog.with_map_fds(fds), prog_type=ptype, maps=by_fd, prog_flags=flags | prog.prog_flags,
-                          log_level=level, unprivileged=unpriv,
-                          expected_attach_type=int(prog.expected_attach_type or 0), prog_name=prog.name,
-                          gpl="GPL" in (prog.license or obj.license or ""), func_info=_func_info(prog) or None,
-                          btf=getattr(prog, "btf", None))
+    with contextlib.ExitStack() as stack:
+        if prog_name:
+            fds, by_fd = _created_maps(obj, stack)
+        else:
+            maps, fds = maps_from_specs(obj.maps, obj.btf)
+            by_fd = {fds[n]: m for n, m in maps.items()}
+        return [_verify_program(obj, prog, forced_type, fds, by_fd, flags=flags, log_level=log_level,
+                                unpriv=unpriv) for prog in programs]
 
-        try:
-            v = run(log_level)
-            entry.update(accepted=True, errno=0, log=v.log, insns_processed=v.insn_processed)
-        except VerifierError as e:
-            log = e.log
-            if not log_level:
-                # a rejection always shows its log: verify again at level 1 to collect it
-                try:
-                    run(1)
-                except VerifierError as e1:
-                    log = e1.log
-            entry.update(errno=e.errno, log=log or (e.message + "\n"), insns_processed=_processed(log))
-        except PybpfError as e:
-            entry.update(errno=getattr(e, "errno", None) or _errno.EINVAL, log=str(e) + "\n")
-        results.append(entry)
-    return results
+
+def _created_maps(obj: Any, stack: contextlib.ExitStack) -> tuple[dict[str, int], dict[int, Any]]:
+    """The object's maps created by the loader in a throwaway kernel (closed with ``stack``):
+    (map name -> fd, fd -> the kernel layer's map)."""
+    from pybpf.kernel import Kernel
+    from pybpf.loader import load
+
+    root = stack.enter_context(tempfile.TemporaryDirectory(prefix="pybpf-verify-"))
+    coll = load(obj, programs=(), kernel=Kernel(root))
+    stack.callback(coll.close)
+    fds = {name: m.fd for name, m in coll.maps.items()}
+    return fds, {m.fd: m.kernel_map for m in coll.maps.values()}
+
+
+def _verify_program(obj: Any, prog: Any, forced_type: Any, fds: dict[str, int], by_fd: dict[int, Any], *,
+                    flags: int, log_level: int, unpriv: bool) -> dict[str, Any]:
+    """One program's verdict as the result dict ``-j`` prints."""
+    from pybpf.errors import PybpfError, VerifierError
+    from pybpf.uapi import ProgType, bpftool_name
+    from pybpf.verifier import verify
+
+    ptype = forced_type if forced_type is not None else prog.prog_type
+    entry: dict[str, Any] = {
+        "program": prog.name,
+        "section": prog.section,
+        "type": bpftool_name(ProgType(ptype)) if ptype is not None else "unknown",
+        "accepted": False,
+        "errno": None,
+        "log": "",
+        "insns_processed": 0,
+    }
+    if ptype is None:
+        entry["errno"] = _errno.EINVAL
+        entry["log"] = f"cannot guess the program type of section '{prog.section}'; use --type\n"
+        return entry
+
+    def run(level: int) -> Any:
+        return verify(prog.with_map_fds(fds), prog_type=ptype, maps=by_fd, prog_flags=flags | prog.prog_flags,
+                      log_level=level, unprivileged=unpriv, expected_attach_type=int(prog.expected_attach_type or 0),
+                      prog_name=prog.name, gpl="GPL" in (prog.license or obj.license or ""),
+                      func_info=_func_info(prog) or None, btf=getattr(prog, "btf", None))
+
+    try:
+        v = run(log_level)
+        entry.update(accepted=True, errno=0, log=v.log, insns_processed=v.insn_processed)
+    except VerifierError as e:
+        log = e.log
+        if not log_level:
+            # a rejection always shows its log: verify again at level 1 to collect it
+            try:
+                run(1)
+            except VerifierError as e1:
+                log = e1.log
+        entry.update(errno=e.errno, log=log or (e.message + "\n"), insns_processed=_processed(log))
+    except PybpfError as e:
+        entry.update(errno=getattr(e, "errno", None) or _errno.EINVAL, log=str(e) + "\n")
+    return entry
 
 
 def _processed(log: str) -> int:

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pybpf.isa import Insn, InsnClass, Mode, Size
+from pybpf.isa import Insn, InsnClass, JmpOp, Mode, Size
 from pybpf.progtypes.protos import CAP_BPF, CAP_PERFMON, Caps, FuncProtoSwitch, HelperProto
 from pybpf.progtypes.types import AccessType, RegType
 
@@ -205,10 +205,17 @@ def narrow_access_ok(off: int, size: int, size_default: int) -> bool:
 @dataclass(frozen=True, slots=True)
 class CtxMapping:
     """How one user-visible field is reached at run time: a runtime field, optionally a region
-    (``cb[]``: any access size maps byte for byte)."""
+    (``cb[]``: any access size maps byte for byte).
+
+    ``store_size``: stores write only this many low bytes of the (wider) runtime field, for fields
+    the kernel keeps narrower than their ``u32`` in ``__sk_buff`` (``tc_index``, ``tc_classid``,
+    ``queue_mapping`` are 16-bit in ``struct sk_buff``); ``store_below``: a stored value at or above
+    it is dropped (``queue_mapping`` ignores ``NO_QUEUE_MAPPING``, 0xffff)."""
 
     runtime: str
     region: bool = False
+    store_size: int | None = None
+    store_below: int | None = None
 
 
 @dataclass(frozen=True)
@@ -279,11 +286,8 @@ class ProgTypeDescriptor:
         if self.ctx is None or self.runtime is None:
             return None
         f = self.ctx.field_at(off)
-        if f is None:
-            return None
-        key = f.name if f.count == 1 else f"{f.name}[{(off - f.offset) // f.size}]"
-        m = self.ctx_map.get(key) or self.ctx_map.get(f.name)
-        if m is None:
+        m = self._mapping_at(off)
+        if f is None or m is None:
             return None
         rt = self.runtime.fields[m.runtime]
         if m.region:
@@ -304,11 +308,28 @@ class ProgTypeDescriptor:
         size = Size.from_bytes(rt_size)
         if insn.cls == InsnClass.LDX:
             return [Insn(InsnClass.LDX | Mode.MEM | size, insn.dst, insn.src, rt_off, 0, insn.meta)]
+        m = self._mapping_at(insn.off)
+        if m is not None and m.store_size is not None:
+            size = Size.from_bytes(m.store_size)
+        guard = m.store_below if m is not None else None
         if insn.cls == InsnClass.STX:
-            return [Insn(InsnClass.STX | Mode.MEM | size, insn.dst, insn.src, rt_off, 0, insn.meta)]
+            if guard is None:
+                return [Insn(InsnClass.STX | Mode.MEM | size, insn.dst, insn.src, rt_off, 0, insn.meta)]
+            # if src >= guard skip the store (JGE), as the kernel converts queue_mapping writes
+            return [Insn(InsnClass.JMP | JmpOp.JGE, insn.src, 0, 1, guard, insn.meta),
+                    Insn(InsnClass.STX | Mode.MEM | size, insn.dst, insn.src, rt_off, 0)]
         if insn.cls == InsnClass.ST:
+            if guard is not None and insn.imm & 0xFFFFFFFF >= guard:
+                return [Insn(InsnClass.JMP, 0, 0, 0, 0, insn.meta)]  # ja +0: the store is dropped
             return [Insn(InsnClass.ST | Mode.MEM | size, insn.dst, 0, rt_off, insn.imm, insn.meta)]
         return None
+
+    def _mapping_at(self, off: int) -> CtxMapping | None:
+        f = self.ctx.field_at(off) if self.ctx is not None else None
+        if f is None:
+            return None
+        key = f.name if f.count == 1 else f"{f.name}[{(off - f.offset) // f.size}]"
+        return self.ctx_map.get(key) or self.ctx_map.get(f.name)
 
     # -- application-defined types ----------------------------------------------------------
     @staticmethod

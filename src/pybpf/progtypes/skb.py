@@ -82,6 +82,9 @@ SKB_RUNTIME = RuntimeLayout.build(
 _SKB_MAP = {n: CtxMapping(n) for n in (*_SCALARS, "data", "data_end", "data_meta", "sk", "tstamp", "hwtstamp",
                                        "tstamp_type")}
 _SKB_MAP.update({n: CtxMapping(n, region=True) for n in ("cb", "remote_ip6", "local_ip6")})
+# 16-bit in struct sk_buff: a store keeps the low half (the runtime u32's upper half stays 0)
+_SKB_MAP.update({n: CtxMapping(n, store_size=2) for n in ("tc_index", "tc_classid")})
+_SKB_MAP["queue_mapping"] = CtxMapping("queue_mapping", store_size=2, store_below=0xFFFF)
 
 
 def _r(name: str) -> range:

@@ -22,6 +22,7 @@ from pybpf.isa import Insn, Insns
 from pybpf.progtypes import CAP_BPF, CAP_PERFMON, ProgInfo, ProgTypeDescriptor, descriptor
 from pybpf.uapi import ProgType
 from pybpf.verifier.env import BPF_COMPLEXITY_LIMIT_INSNS, Reject, VerifierEnv
+from pybpf.verifier.log import Msg
 
 __all__ = ["VerifiedProgram", "kernel_verify", "verify"]
 
@@ -88,15 +89,14 @@ def _as_insns(insns: Insns | Iterable[Insn] | bytes | bytearray) -> list[Insn]:
             return list(Insns.from_bytes(insns, strict=False))
         except IsaError as e:
             # a program whose length is not a multiple of 8 or that ends inside an lddw
-            msg = "invalid bpf_ld_imm64 insn" if "lddw" in str(e) else "invalid program length"
+            msg = Msg.UNRECOGNIZED_LD_IMM64_TAIL if "lddw" in str(e) else Msg.INVALID_PROGRAM_LENGTH
             raise VerifierError(E.EINVAL, msg, log=msg + "\n", insn_idx=e.insn_idx) from None
     return list(insns)
 
 
 def _stats_line(env: VerifierEnv) -> str:
-    return (f"processed {env.insn_processed} insns (limit {BPF_COMPLEXITY_LIMIT_INSNS}) max_states_per_insn "
-            f"{env.max_states_per_insn} total_states {env.total_states} peak_states {env.peak_states} "
-            f"mark_read {env.longest_mark_read_walk}\n")
+    return Msg.STATS.format(env.insn_processed, BPF_COMPLEXITY_LIMIT_INSNS, env.max_states_per_insn,
+                            env.total_states, env.peak_states, env.longest_mark_read_walk)
 
 
 def verify(
@@ -144,14 +144,14 @@ def verify(
         caps = frozenset() if unprivileged else frozenset(caps)
     prog = ProgInfo(int(prog_type), expected_attach_type, caps, bool(prog_flags & BPF_F_SLEEPABLE), attach_btf_id)
     if prog_flags & ~_KNOWN_FLAGS:
-        raise VerifierError(E.EINVAL, "invalid prog_flags", program=prog_name)
+        raise VerifierError(E.EINVAL, Msg.INVALID_PROG_FLAGS, program=prog_name)
     if CAP_BPF not in caps and not desc.unpriv:
-        raise VerifierError(E.EPERM, "program type requires CAP_BPF", program=prog_name)
+        raise VerifierError(E.EPERM, Msg.TYPE_NEEDS_CAP_BPF, program=prog_name)
     if not insn_list:
-        raise VerifierError(E.EINVAL, "empty program", program=prog_name)
+        raise VerifierError(E.EINVAL, Msg.EMPTY_PROGRAM, program=prog_name)
     # bpf_prog_load's size limit: 1M instructions with CAP_BPF, BPF_MAXINSNS (4096) without
     if len(insn_list) > (BPF_COMPLEXITY_LIMIT_INSNS if CAP_BPF in caps else 4096):
-        raise VerifierError(E.E2BIG, "program too large", program=prog_name)
+        raise VerifierError(E.E2BIG, Msg.PROGRAM_TOO_LARGE, program=prog_name)
     env = VerifierEnv(insn_list, desc=desc, prog=prog, log_level=log_level, prog_flags=prog_flags,
                       maps=dict(maps or {}), unprivileged=unprivileged, liveness_marks=liveness_marks, gpl=gpl)
     env.deadline = deadline
@@ -170,7 +170,7 @@ def verify(
     except Reject as r:
         env.log.write(_stats_line(env)) if log_level else None
         msg = "".join(env.recent).strip().splitlines()
-        message = r.message or (msg[-1] if msg else "verifier rejected the program")
+        message = r.message or (msg[-1] if msg else Msg.REJECTED)
         src = env.linfo_by_idx.get(env.insn_idx)
         raise VerifierError(
             r.errno,
@@ -182,8 +182,7 @@ def verify(
         ) from None
     if log_level:
         if log_level & 4:
-            env.log.write("verification time 0 usec\nstack depth "
-                          + "+".join(str(s.stack_depth) for s in env.subprog_info) + "\n")
+            env.log.write(Msg.LEVEL4_STATS.format("+".join(str(s.stack_depth) for s in env.subprog_info)))
         env.log.write(_stats_line(env))
     used = {getattr(m, "id", i): m for i, m in enumerate(env.used_maps)}
     return VerifiedProgram(
@@ -230,9 +229,9 @@ def _check_btf_func(env: VerifierEnv) -> None:
         if not i or not s.btf_type_id or returns_scalar(env.btf, s.btf_type_id):
             continue
         if s.has_ld_abs:
-            raise env.fail(E.EINVAL, "LD_ABS is only allowed in functions that return 'int'.")
+            raise env.fail(E.EINVAL, Msg.LD_ABS_IS_ONLY_ALLOWED_IN)
         if s.has_tail_call:
-            raise env.fail(E.EINVAL, "tail_call is only allowed in functions that return 'int'.")
+            raise env.fail(E.EINVAL, Msg.TAIL_CALL_IS_ONLY_ALLOWED_IN)
 
 
 def _run(env: VerifierEnv, func_info: Sequence[tuple[Any, ...]] | None) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 
 from pybpf.isa import OPCODES, Kind
 from pybpf.uapi import HelperId, MapType
-from pybpf.verifier.env import BPF_MAX_VAR_OFF, MAX_BPF_STACK, MAX_CALL_FRAMES, SubprogInfo, VerifierEnv
+from pybpf.verifier.env import BPF_MAX_VAR_OFF, MAX_BPF_STACK, MAX_CALL_FRAMES, Reject, SubprogInfo, VerifierEnv
+from pybpf.verifier.log import Msg
 from pybpf.verifier.maps import special_fields
 
 __all__ = ["add_subprogs", "check_cfg", "check_max_stack_depth", "check_subprogs", "resolve_pseudo_ldimm64"]
@@ -44,18 +45,20 @@ def _s32(v: int) -> int:
 
 def _add_subprog(env: VerifierEnv, off: int) -> int:
     if off >= env.insn_cnt or off < 0:
-        raise env.fail(E.EINVAL, "call to invalid destination")
+        raise env.fail(E.EINVAL, Msg.CALL_TO_INVALID_DESTINATION)
     for i, info in enumerate(env.subprog_info):
         if info.start == off:
             return i
     if len(env.subprog_info) >= BPF_MAX_SUBPROGS:
-        raise env.fail(E.E2BIG, "too many subprograms")
+        raise env.fail(E.E2BIG, Msg.TOO_MANY_SUBPROGRAMS)
     env.subprog_info.append(SubprogInfo(start=off))
     env.subprog_info.sort(key=lambda s: s.start)
     return next(i for i, s in enumerate(env.subprog_info) if s.start == off)
 
 
 def add_subprogs(env: VerifierEnv) -> None:
+    """``add_subprog_and_kfunc``: every bpf-to-bpf call and ``lddw`` of a function starts a subprogram (sorted
+    by start); calls need CAP_BPF."""
     _add_subprog(env, 0)
     for i, insn in enumerate(env.insns):
         if insn is None:
@@ -66,14 +69,13 @@ def add_subprogs(env: VerifierEnv) -> None:
         if not (pseudo_func or pseudo_call or kfunc):
             continue
         if not env.bpf_capable:
-            raise env.fail(E.EPERM, "loading/calling other bpf or kernel functions are allowed for CAP_BPF and "
-                           "CAP_SYS_ADMIN")
+            raise env.fail(E.EPERM, Msg.LOADING_CALLING_OTHER_BPF_OR_KERNEL)
         if pseudo_func or pseudo_call:
             imm = _s32(insn.imm) if pseudo_call else _s32(insn.imm_lo)
             _add_subprog(env, i + imm + 1)
     if env.log.level & 2:
         for i, s in enumerate(env.subprog_info):
-            env.verbose(f"func#{i} @{s.start}\n")
+            env.verbose(Msg.FUNC_AT.format(i, s.start))
 
 
 def _subprog_end(env: VerifierEnv, idx: int) -> int:
@@ -81,6 +83,8 @@ def _subprog_end(env: VerifierEnv, idx: int) -> int:
 
 
 def check_subprogs(env: VerifierEnv) -> None:
+    """``check_subprogs``: jumps stay inside their subprogram and each subprogram ends with ``exit`` or a jump;
+    notes which ones tail-call or use LD_ABS."""
     cur = 0
     start = env.subprog_info[0].start
     end = _subprog_end(env, 0)
@@ -96,10 +100,10 @@ def check_subprogs(env: VerifierEnv) -> None:
             if code & 7 in (5, 6) and code & 0xF0 not in (0x90, 0x80):
                 off = i + (_s32(insn.imm) if code == 0x06 else insn.off) + 1
                 if off < start or off >= end:
-                    raise env.fail(E.EINVAL, f"jump out of range from insn {i} to {off}")
+                    raise env.fail(E.EINVAL, Msg.JUMP_OUT_OF_RANGE_FROM_INSN.format(i, off))
         if i == end - 1:
             if code not in (0x95, 0x06, 0x05):
-                raise env.fail(E.EINVAL, "last insn is not an exit or jmp")
+                raise env.fail(E.EINVAL, Msg.LAST_INSN_IS_NOT_AN_EXIT)
             start = end
             cur += 1
             if cur < len(env.subprog_info):
@@ -107,15 +111,17 @@ def check_subprogs(env: VerifierEnv) -> None:
 
 
 def resolve_pseudo_ldimm64(env: VerifierEnv) -> None:
+    """``resolve_pseudo_ldimm64``: reserved fields, known opcodes, and every map ``lddw`` resolved to its map
+    (``used_maps``, the map's compatibility with the program type, direct value offsets)."""
     used: dict[int, int] = {}
     for i, insn in enumerate(env.insns):
         if insn is None:
             continue
         if insn.code & 7 == 1 and (insn.code & 0xE0 not in (0x60, 0x80) or insn.imm != 0):
-            raise env.fail(E.EINVAL, "BPF_LDX uses reserved fields")
+            raise env.fail(E.EINVAL, Msg.BPF_LDX_USES_RESERVED_FIELDS)
         if insn.code != 0x18:
             if insn.code not in INSNTABLE:
-                raise env.fail(E.EINVAL, f"unknown opcode {insn.code:02x}")
+                raise env.fail(E.EINVAL, Msg.UNKNOWN_OPCODE.format(insn.code))
             continue
         src = insn.src
         if src == 0:
@@ -124,16 +130,16 @@ def resolve_pseudo_ldimm64(env: VerifierEnv) -> None:
             continue
         hi = insn.imm_hi
         if (src in (1, 5) and hi != 0) or src not in (1, 2, 5, 6):
-            raise env.fail(E.EINVAL, "unrecognized bpf_ld_imm64 insn")
+            raise env.fail(E.EINVAL, Msg.UNRECOGNIZED_BPF_LD_IMM64_INSN)
         fd = insn.imm_lo
         if src in (5, 6):
             fd_array = getattr(env, "fd_array", None)
             if fd_array is None:
-                raise env.fail(E.EPROTO, "fd_idx without fd_array is invalid")
+                raise env.fail(E.EPROTO, Msg.FD_IDX_WITHOUT_FD_ARRAY_IS)
             fd = fd_array[fd]
         m = env.maps.get(fd)
         if m is None:
-            raise env.fail(E.EBADF, f"fd {_s32(fd)} is not pointing to valid bpf_map")
+            raise env.fail(E.EBADF, Msg.FD_IS_NOT_POINTING_TO_VALID.format(_s32(fd)))
         aux = env.aux[i]
         if id(m) not in used:
             used[id(m)] = len(env.used_maps)
@@ -144,12 +150,12 @@ def resolve_pseudo_ldimm64(env: VerifierEnv) -> None:
         if src in (2, 6):
             off = hi
             if off >= BPF_MAX_VAR_OFF:
-                raise env.fail(E.EINVAL, f"direct value offset of {off} is not allowed")
+                raise env.fail(E.EINVAL, Msg.DIRECT_VALUE_OFFSET_OF_IS_NOT.format(off))
             if m.map_type != MapType.ARRAY and getattr(m, "value_area_offset", None) is None:
-                raise env.fail(E.EINVAL, "no direct value access support for this map type")
+                raise env.fail(E.EINVAL, Msg.NO_DIRECT_VALUE_ACCESS_SUPPORT_FOR)
             if m.map_type == MapType.ARRAY and (m.max_entries != 1 or off >= m.value_size):
-                raise env.fail(E.EINVAL if m.max_entries == 1 else 524, f"invalid access to map value pointer, "
-                               f"value_size={m.value_size} off={off}")
+                raise env.fail(E.EINVAL if m.max_entries == 1 else 524,
+                               Msg.INVALID_ACCESS_TO_MAP_VALUE_POINTER.format(m.value_size, off))
             aux.map_off = off
 
 
@@ -161,16 +167,19 @@ def _check_map_prog_compatibility(env: VerifierEnv, m: Any) -> None:
     pt = env.prog.prog_type
     if "bpf_spin_lock" in fields:
         if pt == 1:
-            raise env.fail(E.EINVAL, "socket filter progs cannot use bpf_spin_lock yet")
+            raise env.fail(E.EINVAL, Msg.SOCKET_FILTER_PROGS_CANNOT_USE_BPF)
         if pt in _TRACING:
-            raise env.fail(E.EINVAL, "tracing progs cannot use bpf_spin_lock yet")
+            raise env.fail(E.EINVAL, Msg.TRACING_PROGS_CANNOT_USE_BPF_SPIN)
     if "bpf_timer" in fields and pt in _TRACING:
-        raise env.fail(E.EINVAL, "tracing progs cannot use bpf_timer yet")
+        raise env.fail(E.EINVAL, Msg.TRACING_PROGS_CANNOT_USE_BPF_TIMER)
     if m.map_type == MapType.STRUCT_OPS:
-        raise env.fail(E.EINVAL, "bpf_struct_ops map cannot be used in prog")
+        raise env.fail(E.EINVAL, Msg.BPF_STRUCT_OPS_MAP_CANNOT_BE)
 
 
 def check_cfg(env: VerifierEnv) -> None:
+    """``check_cfg``: the depth-first search over the control-flow graph that refuses out-of-range jumps,
+    unreachable instructions, jumps into an lddw and (without CAP_BPF) back-edges, and marks the prune and jump
+    points the walk uses."""
     from pybpf.verifier.walk import verbose_linfo
 
     n = env.insn_cnt
@@ -186,7 +195,7 @@ def check_cfg(env: VerifierEnv) -> None:
             return DONE_EXPLORING
         if w < 0 or w >= n:
             verbose_linfo(env, t, f"{t}: ")
-            raise env.fail(E.EINVAL, f"jump out of range from insn {t} to {w}")
+            raise env.fail(E.EINVAL, Msg.JUMP_OUT_OF_RANGE_FROM_INSN.format(t, w))
         if e == BRANCH:
             aux[w].prune_point = True
             aux[w].jmp_point = True
@@ -200,11 +209,11 @@ def check_cfg(env: VerifierEnv) -> None:
                 return DONE_EXPLORING
             verbose_linfo(env, t, f"{t}: ")
             verbose_linfo(env, w, f"{w}: ")
-            raise env.fail(E.EINVAL, f"back-edge from insn {t} to {w}")
+            raise env.fail(E.EINVAL, Msg.BACK_EDGE_FROM_INSN_TO.format(t, w))
         if insn_state[w] == EXPLORED:
             insn_state[t] = DISCOVERED | e
             return DONE_EXPLORING
-        raise env.fail(E.EFAULT, "insn state internal bug")
+        raise env.fail(E.EFAULT, Msg.INSN_STATE_INTERNAL_BUG)
 
     def visit_call(t: int, visit_callee: bool) -> int:
         insn = env.insns[t]
@@ -230,7 +239,9 @@ def check_cfg(env: VerifierEnv) -> None:
     def visit_insn(t: int) -> int:
         insn = env.insns[t]
         if insn is None:
-            raise env.fail(E.EINVAL, f"jump into the middle of ldimm64 insn {t - 1}")
+            # the second half of an lddw (code 0, class LD): one fall-through edge; a jump here is
+            # reported after the search, as "unreachable insn" or "jump into the middle of ldimm64"
+            return push_insn(t, t + 1, FALLTHROUGH)
         code = insn.code
         if code == 0x18 and insn.src == 4:
             return visit_call(t, True)
@@ -254,7 +265,7 @@ def check_cfg(env: VerifierEnv) -> None:
             return visit_call(t, insn.src == 1)
         if op == 0x00:
             if code & 8:
-                raise Exception("bad ja")
+                raise Reject(E.EINVAL)  # the kernel refuses a BPF_X ja without a message
             off = insn.off if cls == 5 else _s32(insn.imm)
             ret = push_insn(t, t + off + 1, FALLTHROUGH)
             if ret:
@@ -279,11 +290,11 @@ def check_cfg(env: VerifierEnv) -> None:
     i = 0
     while i < n:
         if insn_state[i] != EXPLORED:
-            raise env.fail(E.EINVAL, f"unreachable insn {i}")
+            raise env.fail(E.EINVAL, Msg.UNREACHABLE_INSN.format(i))
         insn = env.insns[i]
         if insn is not None and insn.code == 0x18:
             if i + 1 < n and insn_state[i + 1] != 0:
-                raise env.fail(E.EINVAL, f"jump into the middle of ldimm64 insn {i}")
+                raise env.fail(E.EINVAL, Msg.JUMP_INTO_THE_MIDDLE_OF_LDIMM64.format(i))
             i += 1
         i += 1
 
@@ -297,6 +308,9 @@ def _find_containing_subprog(env: VerifierEnv, off: int) -> int:
 
 
 def check_max_stack_depth(env: VerifierEnv) -> None:
+    """``check_max_stack_depth``: along every call chain (from the main program and each async callback) the
+    frames' rounded stack sizes stay within 512 bytes and 8 frames; a tail call needs the caller frames below
+    256 bytes."""
     subs = env.subprog_info
 
     def rnd(d: int) -> int:
@@ -315,13 +329,12 @@ def check_max_stack_depth(env: VerifierEnv) -> None:
             if subs[idx].has_ld_abs:
                 in_cb = subs[idx].is_cb or any(subs[ret_prog[j]].is_cb for j in range(frame))
                 if in_cb:
-                    raise env.fail(E.EINVAL, "cannot use BPF_LD_[ABS|IND] within callback")
+                    raise env.fail(E.EINVAL, Msg.CANNOT_USE_BPF_LD_ABS_IND)
             if idx and subs[idx].has_tail_call and depth >= 256:
-                raise env.fail(E.EACCES, f"tail_calls are not allowed when call stack of previous frames is "
-                               f"{depth} bytes. Too large")
+                raise env.fail(E.EACCES, Msg.TAIL_CALLS_ARE_NOT_ALLOWED_WHEN.format(depth))
             depth += rnd(subs[idx].stack_depth)
             if depth > MAX_BPF_STACK:
-                raise env.fail(E.EACCES, f"combined stack size of {frame + 1} calls is {depth}. Too large")
+                raise env.fail(E.EACCES, Msg.COMBINED_STACK_SIZE_OF_CALLS_IS.format(frame + 1, depth))
             while True:
                 # continue_func
                 end = _subprog_end(env, idx)
@@ -336,7 +349,7 @@ def check_max_stack_depth(env: VerifierEnv) -> None:
                         nxt = i + _s32(imm) + 1
                         sidx = next((k for k, s in enumerate(subs) if s.start == nxt), -1)
                         if sidx < 0:
-                            raise env.fail(E.EFAULT, f"verifier bug. No program starts at insn {nxt}")
+                            raise env.fail(E.EFAULT, Msg.VERIFIER_BUG_NO_PROGRAM_STARTS_AT.format(nxt))
                         if subs[sidx].is_async_cb and insn.code != 0x85:
                             i += 1
                             continue
@@ -346,7 +359,7 @@ def check_max_stack_depth(env: VerifierEnv) -> None:
                             tail_call_reachable = True
                         frame += 1
                         if frame >= MAX_CALL_FRAMES:
-                            raise env.fail(E.E2BIG, f"the call stack of {frame} frames is too deep !")
+                            raise env.fail(E.E2BIG, Msg.CALL_STACK_TOO_DEEP_TOTAL.format(frame))
                         called = True
                         break
                     i += 1

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pybpf.isa import Insn
 from pybpf.progtypes.context import ProgInfo, ProgTypeDescriptor
 from pybpf.progtypes.types import BASE_TYPE_MASK, RegType, TypeFlag
-from pybpf.verifier.log import VerifierLog
+from pybpf.verifier.log import Msg, VerifierLog
 from pybpf.verifier.regs import (
     REG_LIVE_DONE,
     REG_LIVE_READ,
@@ -286,8 +286,8 @@ class VerifierEnv:
             if writes and state.live & REG_LIVE_WRITTEN:
                 break
             if parent.live & REG_LIVE_DONE:
-                raise self.fail(E.EFAULT, f"verifier BUG type {parent.type} var_off {parent.var_off.value} "
-                                f"off {parent.off}")
+                raise self.fail(E.EFAULT, Msg.VERIFIER_BUG_TYPE_VAR_OFF_OFF.format(parent.type, parent.var_off.value,
+                                                                                   parent.off))
             if (parent.live & REG_LIVE_READ) == flag or parent.live & REG_LIVE_READ64:
                 break
             parent.live |= flag
@@ -336,20 +336,20 @@ class VerifierEnv:
         """``check_reg_arg``: R<regno> may be read (``SRC_OP``) / written (``DST_OP``...)."""
         regs = self.regs
         if regno >= 11:
-            raise self.fail(E.EINVAL, f"R{regno} is invalid")
+            raise self.fail(E.EINVAL, Msg.R_IS_INVALID.format(regno))
         self.scratched_regs |= 1 << regno
         reg = regs[regno]
         insn = self.insns[self.insn_idx]
         if t == SRC_OP:
             if reg.type == RegType.NOT_INIT:
-                raise self.fail(E.EACCES, f"R{regno} !read_ok")
+                raise self.fail(E.EACCES, Msg.R_NOT_READ_OK.format(regno))
             if regno == BPF_REG_FP:
                 return
             rw64 = self.is_reg64(insn, regno, reg, t) if insn is not None else True
             self.mark_reg_read(reg, reg.parent, REG_LIVE_READ64 if rw64 else REG_LIVE_READ32)
         else:
             if regno == BPF_REG_FP:
-                raise self.fail(E.EACCES, "frame pointer is read only")
+                raise self.fail(E.EACCES, Msg.FRAME_POINTER_IS_READ_ONLY)
             reg.live |= REG_LIVE_WRITTEN
             rw64 = self.is_reg64(insn, regno, reg, t) if insn is not None else True
             reg.subreg_def = 0 if rw64 else self.insn_idx + 1

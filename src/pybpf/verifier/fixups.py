@@ -27,7 +27,8 @@ from pybpf.isa import Insn
 from pybpf.progtypes import internal
 from pybpf.progtypes.types import RegType
 from pybpf.uapi import HelperId, MapType
-from pybpf.verifier.env import VerifierEnv
+from pybpf.verifier.env import MAX_BPF_STACK, VerifierEnv
+from pybpf.verifier.log import Msg
 
 __all__ = ["apply_fixups"]
 
@@ -97,6 +98,9 @@ def apply_fixups(env: VerifierEnv) -> tuple[list[Insn], list[int]]:
             if it.orig is not None and not seen[it.orig]:
                 it.insn = Insn(0x05, 0, 0, -1, 0)
                 it.target = None
+    # Linux inlines bpf_loop before removing dead code; a dead call is gone either way, and the
+    # inlined sequence must not be taken for the original instructions by the dead-code pass
+    items = _optimize_bpf_loop(env, items)
     items = _convert_ctx(env, items)
     items = _misc_fixups(env, items)
     for it in items:
@@ -145,6 +149,70 @@ def _dead_code(items: list[_Item], seen: list[bool]) -> list[_Item]:
         out = keep
         if not changed:
             return out
+
+
+BPF_MAX_LOOPS = 8 * 1024 * 1024
+_LOOP_SPILLS = 3 * 8  # r6, r7, r8
+
+
+def _inline_bpf_loop(stack_base: int) -> list[Insn]:
+    """``inline_bpf_loop``: the helper's loop as instructions, r6-r8 spilled at ``stack_base``
+    (negative, from r10) and used as limit, counter and context. The callback call is the 13th
+    instruction; its target is set by the caller."""
+    r6_off, r7_off, r8_off = stack_base, stack_base + 8, stack_base + 16
+    return [
+        Insn(0xB5, 1, 0, 2, BPF_MAX_LOOPS),  # if r1 <= BPF_MAX_LOOPS goto +2
+        Insn(0xB4, 0, 0, 0, -E.E2BIG),  # w0 = -E2BIG
+        Insn(0x05, 0, 0, 16, 0),  # goto end
+        Insn(0x7B, 10, 6, r6_off, 0),
+        Insn(0x7B, 10, 7, r7_off, 0),
+        Insn(0x7B, 10, 8, r8_off, 0),
+        Insn(0xBF, 6, 1, 0, 0),  # r6 = r1 (limit)
+        Insn(0xB4, 7, 0, 0, 0),  # w7 = 0 (counter)
+        Insn(0xBF, 8, 3, 0, 0),  # r8 = r3 (callback context)
+        Insn(0x3D, 7, 6, 5, 0),  # if r7 >= r6 goto +5
+        Insn(0xBF, 1, 7, 0, 0),
+        Insn(0xBF, 2, 8, 0, 0),
+        Insn(0x85, 0, 1, 0, 0),  # call the callback (pc-relative, set by the caller)
+        Insn(0x07, 7, 0, 0, 1),
+        Insn(0x15, 0, 0, -6, 0),  # if r0 == 0 goto loop header
+        Insn(0xBF, 0, 7, 0, 0),  # r0 = iterations
+        Insn(0x79, 6, 10, r6_off, 0),
+        Insn(0x79, 7, 10, r7_off, 0),
+        Insn(0x79, 8, 10, r8_off, 0),
+    ]
+
+
+def _optimize_bpf_loop(env: VerifierEnv, items: list[_Item]) -> list[_Item]:
+    """``optimize_bpf_loop``: every ``bpf_loop`` call whose flags were always zero and whose
+    callback was always the same function (``update_loop_inline_state`` during the walk) becomes
+    :func:`_inline_bpf_loop`, with three spill slots below the subprogram's stack, whose depth
+    grows by them. Where that would take a frame past 512 bytes (Linux allows it; pybpf's engines
+    give every frame 512 bytes) the call stays a helper call."""
+    subs = env.subprog_info
+    starts = [s.start for s in subs]
+    extra = [0] * len(subs)
+    out: list[_Item] = []
+    cur = 0
+    for it in items:
+        if it.orig is not None:
+            while cur + 1 < len(starts) and it.orig >= starts[cur + 1]:
+                cur += 1
+        insn = it.insn
+        state = env.aux[it.orig].loop_inline_state if it.orig is not None else None
+        if insn.code == 0x85 and insn.src == 0 and insn.imm == HelperId.loop and state is not None and state[0]:
+            depth = subs[cur].stack_depth
+            roundup = -depth % 8
+            if depth + roundup + _LOOP_SPILLS <= MAX_BPF_STACK:
+                extra[cur] = _LOOP_SPILLS + roundup
+                seq = _inline_bpf_loop(-(depth + extra[cur]))
+                _emit(out, it, seq)
+                out[-len(seq) + 12].target = starts[state[1]]
+                continue
+        out.append(it)
+    for s, more in zip(subs, extra, strict=True):
+        s.stack_depth += more
+    return out
 
 
 def _convert_ctx(env: VerifierEnv, items: list[_Item]) -> list[_Item]:
@@ -227,7 +295,7 @@ def _misc_fixups(env: VerifierEnv, items: list[_Item]) -> list[_Item]:
             # saw two different prog arrays cannot have one (the kernel refuses the program)
             if not env.bypass_spec_v1 and env.aux[it.orig].map_ptr_poisoned:
                 env.insn_idx = it.orig
-                raise env.fail(E.EINVAL, "tail_call abusing map_ptr")
+                raise env.fail(E.EINVAL, Msg.TAIL_CALL_ABUSING_MAP_PTR)
         if code == 0x85 and insn.src == 0 and insn.imm in _MAP_OPS and it.orig is not None:
             aux = env.aux[it.orig]
             m = aux.map_ptr
@@ -319,7 +387,7 @@ def _relink(env: VerifierEnv, items: list[_Item]) -> tuple[list[Insn], list[int]
     out: list[Insn] = []
     for it, ns in zip(items, new_slot_of_item, strict=True):
         insn = it.insn
-        if it.target is not None and it.orig is not None:
+        if it.target is not None:
             tgt = new_of(it.target)
             rel = tgt - ns - 1
             if insn.code == 0x85 or (insn.code == 0x18 and insn.src == 4):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pybpf.uapi import ProgType
+from pybpf.verifier.log import Msg
 
 __all__ = [
     "CTX_TYPE_NAMES",
@@ -128,10 +129,10 @@ def _arg_tags(btf: Any, func_tid: int, idx: int, is_global: bool) -> int:
         if not t.name.startswith("arg:"):
             continue
         if not is_global:
-            raise FuncArgsError(E.EOPNOTSUPP, f"arg#{idx} type tag is not supported in static functions")
+            raise FuncArgsError(E.EOPNOTSUPP, Msg.ARG_TYPE_TAG_IS_NOT_SUPPORTED.format(idx))
         bit = _TAGS.get(t.name[4:])
         if bit is None:
-            raise FuncArgsError(E.EOPNOTSUPP, f"arg#{idx} has unsupported set of tags")
+            raise FuncArgsError(E.EOPNOTSUPP, Msg.ARG_HAS_UNSUPPORTED_SET_OF_TAGS.format(idx))
         tags |= bit
     return tags
 
@@ -168,7 +169,7 @@ def _validate_ctx_tag(btf: Any, ptr: Any, idx: int, prog_type: int) -> None:
     if _kind(t) == "UNKNOWN":  # void *ctx __arg_ctx
         return
     if not t.name:
-        raise FuncArgsError(E.EINVAL, f"arg#{idx} type doesn't have a name")
+        raise FuncArgsError(E.EINVAL, Msg.ARG_TYPE_DOESN_T_HAVE_A.format(idx))
     k = _kind(t)
     if prog_type in (ProgType.KPROBE, ProgType.PERF_EVENT) and k == "STRUCT" and t.name == "pt_regs":
         return
@@ -178,9 +179,9 @@ def _validate_ctx_tag(btf: Any, ptr: Any, idx: int, prog_type: int) -> None:
         return
     want = CTX_TYPE_NAMES.get(prog_type, "")
     if not want:
-        raise FuncArgsError(E.EINVAL, f"arg#{idx} should be void pointer")
+        raise FuncArgsError(E.EINVAL, Msg.ARG_SHOULD_BE_VOID_POINTER.format(idx))
     if k != "STRUCT" or t.name != want:
-        raise FuncArgsError(E.EINVAL, f"arg#{idx} should be `struct {want} *`")
+        raise FuncArgsError(E.EINVAL, Msg.ARG_SHOULD_BE_STRUCT.format(idx, want))
 
 
 def _is_dynptr_ptr(btf: Any, ptr: Any) -> bool:
@@ -198,22 +199,21 @@ def prepare_func_args(btf: Any, func_tid: int, *, name: str, is_global: bool, pr
     except Exception:
         fn = None
     if fn is None or _kind(fn) != "FUNC":
-        raise FuncArgsError(E.EFAULT, "BTF of func doesn't point to KIND_FUNC")
+        raise FuncArgsError(E.EFAULT, Msg.BTF_OF_FUNC_DOESN_T_POINT)
     try:
         proto = btf.type_by_id(fn.type)
     except Exception:
         proto = None
     if proto is None or _kind(proto) != "FUNC_PROTO":
-        raise FuncArgsError(E.EFAULT, f"Invalid type of function {name}()")
+        raise FuncArgsError(E.EFAULT, Msg.INVALID_TYPE_OF_FUNCTION.format(name))
     params = proto.params
     if len(params) > MAX_BPF_FUNC_REG_ARGS:
-        raise FuncArgsError(E.EINVAL, f"Global function {name}() with {len(params)} > "
-                            f"{MAX_BPF_FUNC_REG_ARGS} args. Buggy compiler." if is_global else None)
+        raise FuncArgsError(E.EINVAL, Msg.GLOBAL_FUNC_TOO_MANY_ARGS.format(name, len(params), MAX_BPF_FUNC_REG_ARGS)
+                            if is_global else None)
     if not returns_scalar(btf, func_tid):
         _, rt = _skip_modifiers(btf, proto.ret)
         if not (_kind(rt) == "INT" or _kind(rt) in ("ENUM", "ENUM64")):
-            raise FuncArgsError(E.EINVAL, f"Global function {name}() doesn't return scalar. Only those are "
-                                "supported." if is_global else None)
+            raise FuncArgsError(E.EINVAL, Msg.GLOBAL_FUNC_NOT_SCALAR_RETURN.format(name) if is_global else None)
     out: list[SubprogArg] = []
     for i, param in enumerate(params):
         tags = _arg_tags(btf, func_tid, i, is_global)
@@ -224,12 +224,11 @@ def prepare_func_args(btf: Any, func_tid: int, *, name: str, is_global: bool, pr
                 out.append(arg)
                 continue
         if tags:
-            raise FuncArgsError(E.EINVAL, f"arg#{i} has pointer tag, but is not a pointer type")
+            raise FuncArgsError(E.EINVAL, Msg.ARG_HAS_POINTER_TAG_BUT_IS.format(i))
         if _kind(t) in ("INT", "ENUM", "ENUM64"):
             out.append(SubprogArg("scalar"))
             continue
-        raise FuncArgsError(E.EINVAL, f"Arg#{i} type {_kind(t)} in {name}() is not supported yet."
-                            if is_global else None)
+        raise FuncArgsError(E.EINVAL, Msg.ARG_TYPE_NOT_SUPPORTED.format(i, _kind(t), name) if is_global else None)
     return out
 
 
@@ -237,35 +236,35 @@ def _pointer_arg(btf: Any, t: Any, i: int, tags: int, is_global: bool, prog_type
     """A pointer argument's class, or None to fall through to the non-pointer rules."""
     if tags & TAG_CTX or _is_prog_ctx_type(btf, t, prog_type):
         if tags & ~TAG_CTX:
-            raise FuncArgsError(E.EINVAL, f"arg#{i} has invalid combination of tags")
+            raise FuncArgsError(E.EINVAL, Msg.ARG_HAS_INVALID_COMBINATION_OF_TAGS.format(i))
         if tags & TAG_CTX:
             _validate_ctx_tag(btf, t, i, prog_type)
         return SubprogArg("ctx")
     if _is_dynptr_ptr(btf, t):
         if tags:
-            raise FuncArgsError(E.EINVAL, f"arg#{i} has invalid combination of tags")
+            raise FuncArgsError(E.EINVAL, Msg.ARG_HAS_INVALID_COMBINATION_OF_TAGS.format(i))
         return SubprogArg("dynptr")
     if tags & TAG_TRUSTED:
         if tags & TAG_NONNULL:
-            raise FuncArgsError(E.EINVAL, f"arg#{i} has invalid combination of tags")
+            raise FuncArgsError(E.EINVAL, Msg.ARG_HAS_INVALID_COMBINATION_OF_TAGS.format(i))
         _, pt = _skip_modifiers(btf, t.type)
         # the kernel type is found as a CO-RE candidate: "task_struct___local" is a task_struct
         kname = pt.name.split("___", 1)[0] if "___" in pt.name else pt.name
         return SubprogArg("btf_id", nullable=bool(tags & TAG_NULLABLE), btf_struct=kname)
     if tags & TAG_ARENA:
         if tags & ~TAG_ARENA:
-            raise FuncArgsError(E.EINVAL, f"arg#{i} arena cannot be combined with any other tags")
+            raise FuncArgsError(E.EINVAL, Msg.ARG_ARENA_CANNOT_BE_COMBINED_WITH.format(i))
         return SubprogArg("arena")
     if not is_global:
         return None
     if tags & TAG_NULLABLE:
-        raise FuncArgsError(E.EINVAL, f"arg#{i} has invalid combination of tags")
+        raise FuncArgsError(E.EINVAL, Msg.ARG_HAS_INVALID_COMBINATION_OF_TAGS.format(i))
     ref_tid, ref = _skip_modifiers(btf, t.type)
     try:
         size = btf.resolve_size(ref_tid) if ref_tid else None
     except Exception:
         size = None
     if size is None or _kind(ref) in ("FWD", "FUNC", "FUNC_PROTO", "UNKNOWN"):
-        raise FuncArgsError(E.EINVAL, f"arg#{i} reference type('{_kind(ref)} {getattr(ref, 'name', '')}') size "
-                            f"cannot be determined: -{E.EINVAL}")
+        raise FuncArgsError(E.EINVAL, Msg.ARG_REFERENCE_TYPE_SIZE_CANNOT_BE.format(i, _kind(ref), getattr(ref,
+                                                                                   'name', ''), E.EINVAL))
     return SubprogArg("mem", mem_size=size, nullable=not tags & TAG_NONNULL)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pybpf.uapi import MapType
+from pybpf.verifier.log import Msg
 
 __all__ = ["bpf_map_struct_field", "map_btf_struct_access"]
 
@@ -39,8 +40,7 @@ def bpf_map_struct_field(off: int, size: int) -> str | None:
     for foff, fsize, name, is_ptr in _BPF_MAP_FIELDS:
         if foff <= off < foff + fsize:
             if is_ptr and (off != foff or size != fsize):
-                return (f"cannot access ptr member {name} with moff {foff} in struct bpf_map with off {off} "
-                        f"size {size}")
+                return Msg.BPF_MAP_PTR_MEMBER.format(name, foff, off, size)
             return None
     return None
 

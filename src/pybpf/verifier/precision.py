@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from pybpf.progtypes.types import RegType
 from pybpf.verifier.env import Reject, VerifierEnv
-from pybpf.verifier.log import format_insn
+from pybpf.verifier.log import Msg, format_insn
 from pybpf.verifier.regs import REG_LIVE_READ
 
 if TYPE_CHECKING:
@@ -102,12 +102,12 @@ class Backtrack:
 
     def subprog_enter(self, env: VerifierEnv) -> None:
         if self.frame == MAX_CALL_FRAMES - 1:
-            raise env.fail(E.EFAULT, f"BUG subprog enter from frame {self.frame}")
+            raise env.fail(E.EFAULT, Msg.BUG_SUBPROG_ENTER_FROM_FRAME.format(self.frame))
         self.frame += 1
 
     def subprog_exit(self, env: VerifierEnv) -> None:
         if self.frame == 0:
-            raise env.fail(E.EFAULT, "BUG subprog exit from frame 0")
+            raise env.fail(E.EFAULT, Msg.BUG_SUBPROG_EXIT_FROM_FRAME_0)
         self.frame -= 1
 
 
@@ -148,8 +148,8 @@ def backtrack_insn(env: VerifierEnv, idx: int, subseq_idx: int, hist: list | Non
     mode = code & 0xE0
     dreg, sreg = insn.dst, insn.src
     if env.log.level & 2:
-        env.log.write(f"mark_precise: frame{bt.frame}: regs={_fmt_regs(bt.reg_masks[bt.frame])} "
-                      f"stack={_fmt_stack(bt.stack_masks[bt.frame])} before {idx}: "
+        env.log.write(Msg.MARK_PRECISE_BEFORE.format(bt.frame, _fmt_regs(bt.reg_masks[bt.frame]),
+                                                     _fmt_stack(bt.stack_masks[bt.frame]), idx)
                       + format_insn(insn, allow_ptr_leaks=env.allow_ptr_leaks))
     _sync_linked(bt, hist)
     if cls in (4, 7):
@@ -195,13 +195,13 @@ def backtrack_insn(env: VerifierEnv, idx: int, subseq_idx: int, hist: list | Non
                 raise Reject(E.EFAULT)
             if env.subprog_info[subprog].is_global:
                 if bt.reg_masks[bt.frame] & REGMASK_ARGS:
-                    raise env.fail(E.EFAULT, f"BUG regs {bt.reg_masks[bt.frame]:x}")
+                    raise env.fail(E.EFAULT, Msg.BUG_REGS_MASK.format(bt.reg_masks[bt.frame]))
                 bt.clear_reg(0)
                 return
             if bt.reg_masks[bt.frame] & ~REGMASK_ARGS:
-                raise env.fail(E.EFAULT, f"BUG regs {bt.reg_masks[bt.frame]:x}")
+                raise env.fail(E.EFAULT, Msg.BUG_REGS_MASK.format(bt.reg_masks[bt.frame]))
             if bt.stack_masks[bt.frame]:
-                raise env.fail(E.EFAULT, f"BUG stack slots {bt.stack_masks[bt.frame]:x}")
+                raise env.fail(E.EFAULT, Msg.BUG_STACK_SLOTS_MASK.format(bt.stack_masks[bt.frame]))
             for i in range(1, 6):
                 if bt.is_reg_set(i):
                     bt.clear_reg(i)
@@ -210,9 +210,9 @@ def backtrack_insn(env: VerifierEnv, idx: int, subseq_idx: int, hist: list | Non
             return
         if code == 0x85 and insn.src == 0 and env.aux[idx].calls_callback and idx != subseq_idx - 1:
             if bt.reg_masks[bt.frame] & ~REGMASK_ARGS:
-                raise env.fail(E.EFAULT, f"BUG regs {bt.reg_masks[bt.frame]:x}")
+                raise env.fail(E.EFAULT, Msg.BUG_REGS_MASK.format(bt.reg_masks[bt.frame]))
             if bt.stack_masks[bt.frame]:
-                raise env.fail(E.EFAULT, f"BUG stack slots {bt.stack_masks[bt.frame]:x}")
+                raise env.fail(E.EFAULT, Msg.BUG_STACK_SLOTS_MASK.format(bt.stack_masks[bt.frame]))
             for i in range(1, 6):
                 bt.clear_reg(i)
             bt.subprog_exit(env)
@@ -222,13 +222,13 @@ def backtrack_insn(env: VerifierEnv, idx: int, subseq_idx: int, hist: list | Non
                 raise _NotSupp
             bt.clear_reg(0)
             if bt.reg_masks[bt.frame] & REGMASK_ARGS:
-                raise env.fail(E.EFAULT, f"BUG regs {bt.reg_masks[bt.frame]:x}")
+                raise env.fail(E.EFAULT, Msg.BUG_REGS_MASK.format(bt.reg_masks[bt.frame]))
         elif op == 0x90:
             prev = env.insns[subseq_idx - 1] if subseq_idx - 1 >= 0 else None
             from_subprog_call = prev is not None and prev.code == 0x85 and prev.src == 1
             r0_precise = from_subprog_call and bt.is_reg_set(0)
             if from_subprog_call and bt.reg_masks[bt.frame] & REGMASK_ARGS:
-                raise env.fail(E.EFAULT, f"BUG regs {bt.reg_masks[bt.frame]:x}")
+                raise env.fail(E.EFAULT, Msg.BUG_REGS_MASK.format(bt.reg_masks[bt.frame]))
             bt.clear_reg(0)
             bt.subprog_enter(env)
             if r0_precise:
@@ -251,7 +251,7 @@ def backtrack_insn(env: VerifierEnv, idx: int, subseq_idx: int, hist: list | Non
             for i in range(6):
                 bt.clear_reg(i)
             if bt.reg_masks[bt.frame] & REGMASK_ARGS:
-                raise env.fail(E.EFAULT, f"BUG regs {bt.reg_masks[bt.frame]:x}")
+                raise env.fail(E.EFAULT, Msg.BUG_REGS_MASK.format(bt.reg_masks[bt.frame]))
             if subseq_idx != idx + 1:
                 bt.subprog_enter(env)
             return
@@ -273,7 +273,7 @@ def _get_prev_insn_idx(st: VerifierState, insn_idx: int, hist: list, end: int) -
 
 def mark_all_scalars_precise(env: VerifierEnv, st: VerifierState) -> None:
     if env.log.level & 2:
-        env.log.write(f"mark_precise: frame{st.curframe}: falling back to forcing all scalars precise\n")
+        env.log.write(Msg.MARK_PRECISE_FALLBACK.format(st.curframe))
     s = st.parent
     while s is not None:
         for i in range(s.curframe + 1):
@@ -284,7 +284,7 @@ def mark_all_scalars_precise(env: VerifierEnv, st: VerifierState) -> None:
                     continue
                 reg.precise = True
                 if env.log.level & 2:
-                    env.log.write(f"force_precise: frame{i}: forcing r{j} to be precise\n")
+                    env.log.write(Msg.FORCE_PRECISE_REG.format(i, j))
             for j, slot in enumerate(func.stack):
                 if slot.slot_type[7] != 1:
                     continue
@@ -293,7 +293,7 @@ def mark_all_scalars_precise(env: VerifierEnv, st: VerifierState) -> None:
                     continue
                 reg.precise = True
                 if env.log.level & 2:
-                    env.log.write(f"force_precise: frame{i}: forcing fp{-(j + 1) * 8} to be precise\n")
+                    env.log.write(Msg.FORCE_PRECISE_SLOT.format(i, -(j + 1) * 8))
         s = s.parent
 
 
@@ -310,7 +310,7 @@ def _mark_chain_precision(env: VerifierEnv, regno: int) -> None:
     func = st.frame[bt.frame]
     if regno >= 0:
         if func.regs[regno].type != RegType.SCALAR_VALUE:
-            raise env.fail(E.EFAULT, "backtracing misuse")
+            raise env.fail(E.EFAULT, Msg.BACKTRACING_MISUSE)
         bt.set_reg(regno)
     if bt.empty():
         return
@@ -319,8 +319,7 @@ def _mark_chain_precision(env: VerifierEnv, regno: int) -> None:
         hist = st.insn_hist
         end = len(hist)
         if level2:
-            env.log.write(f"mark_precise: frame{bt.frame}: last_idx {last_idx} first_idx {first_idx} "
-                          f"subseq_idx {subseq_idx} \n")
+            env.log.write(Msg.MARK_PRECISE_RANGE.format(bt.frame, last_idx, first_idx, subseq_idx))
         if last_idx < 0:
             if (st.curframe == 0 and st.frame[0].subprogno > 0 and st.frame[0].callsite == -1
                     and bt.stack_masks[bt.frame] == 0 and bt.reg_masks[bt.frame] & ~REGMASK_ARGS == 0):
@@ -331,8 +330,9 @@ def _mark_chain_precision(env: VerifierEnv, regno: int) -> None:
                         if reg.type == RegType.SCALAR_VALUE:
                             reg.precise = True
                 return
-            raise env.fail(E.EFAULT, f"BUG backtracking func entry subprog {st.frame[0].subprogno} reg_mask "
-                           f"{bt.reg_masks[bt.frame]:x} stack_mask {bt.stack_masks[bt.frame]:x}")
+            raise env.fail(E.EFAULT, Msg.BUG_BACKTRACKING_FUNC_ENTRY_SUBPROG_REG.format(st.frame[0].subprogno,
+                                                                                        bt.reg_masks[bt.frame],
+                                                                                        bt.stack_masks[bt.frame]))
         i = last_idx
         while True:
             if skip_first:
@@ -352,7 +352,7 @@ def _mark_chain_precision(env: VerifierEnv, regno: int) -> None:
             if i == -1:
                 break
             if i >= env.insn_cnt:
-                raise env.fail(E.EFAULT, f"BUG backtracking idx {i}")
+                raise env.fail(E.EFAULT, Msg.BUG_BACKTRACKING_IDX.format(i))
         parent = st.parent
         if parent is None:
             break
@@ -374,7 +374,7 @@ def _mark_chain_precision(env: VerifierEnv, regno: int) -> None:
                 if not bt.stack_masks[fr] >> i & 1:
                     continue
                 if i >= len(func.stack):
-                    raise env.fail(E.EFAULT, f"BUG backtracking (stack slot {i}, total slots {len(func.stack)})")
+                    raise env.fail(E.EFAULT, Msg.BUG_BACKTRACKING_STACK_SLOT_TOTAL_SLOTS.format(i, len(func.stack)))
                 slot = func.stack[i]
                 if not (slot.slot_type[7] == 1 and slot.spilled_ptr.type == RegType.SCALAR_VALUE):
                     bt.clear_slot(fr, i)
@@ -387,8 +387,8 @@ def _mark_chain_precision(env: VerifierEnv, regno: int) -> None:
             if level2:
                 from pybpf.verifier.log import format_state
 
-                env.log.write(f"mark_precise: frame{fr}: parent state regs={_fmt_regs(bt.reg_masks[fr])} "
-                              f"stack={_fmt_stack(bt.stack_masks[fr])}: ")
+                env.log.write(Msg.MARK_PRECISE_PARENT.format(fr, _fmt_regs(bt.reg_masks[fr]),
+                                                             _fmt_stack(bt.stack_masks[fr])))
                 env.log.write(format_state(func, print_all=True, liveness=env.liveness_marks))
         if bt.empty():
             return
@@ -426,7 +426,7 @@ def propagate_precision(env: VerifierEnv, old: VerifierState) -> None:
             reg = state.regs[i]
             if reg.type != RegType.SCALAR_VALUE or not reg.precise or not reg.live & REG_LIVE_READ:
                 continue
-            parts.append(f"frame {fr}: propagating r{i}" if first else f",r{i}")
+            parts.append(Msg.PROPAGATING_FIRST.format(fr, f"r{i}") if first else f",r{i}")
             bt.set_reg(i, fr)
             first = False
         for i, slot in enumerate(state.stack):
@@ -435,7 +435,7 @@ def propagate_precision(env: VerifierEnv, old: VerifierState) -> None:
             reg = slot.spilled_ptr
             if reg.type != RegType.SCALAR_VALUE or not reg.precise or not reg.live & REG_LIVE_READ:
                 continue
-            parts.append(f"frame {fr}: propagating fp{(-i - 1) * 8}" if first else f",fp{(-i - 1) * 8}")
+            parts.append(Msg.PROPAGATING_FIRST.format(fr, f"fp{(-i - 1) * 8}") if first else f",fp{(-i - 1) * 8}")
             bt.set_slot(fr, i)
             first = False
         if not first and env.log.level:

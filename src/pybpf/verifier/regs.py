@@ -438,16 +438,16 @@ def reg_bounds_violation(reg: RegState) -> str | None:
         or reg.u32_min_value > reg.u32_max_value
         or reg.s32_min_value > reg.s32_max_value
     ):
-        return "range bounds violation"
+        return _msg().RANGE_BOUNDS_VIOLATION
     if reg.var_off.mask == 0:
         u = reg.var_off.value
         if reg.umin_value != u or reg.umax_value != u or reg.smin_value != s64(u) or reg.smax_value != s64(u):
-            return "const tnum out of sync with range bounds"
+            return _msg().CONST_TNUM_OUT_OF_SYNC
     if reg.var_off.mask & U32 == 0:
         u = reg.var_off.value & U32
         if (reg.u32_min_value != u or reg.u32_max_value != u or reg.s32_min_value != s32(u)
                 or reg.s32_max_value != s32(u)):
-            return "const subreg tnum out of sync with range bounds"
+            return _msg().CONST_SUBREG_TNUM_OUT_OF_SYNC
     return None
 
 
@@ -497,3 +497,10 @@ def reg_is_const(reg: RegState) -> bool:
 
 def tnum_subreg_is_const(t: Tnum) -> bool:
     return t.mask & U32 == 0
+
+
+def _msg() -> type:
+    """The message catalog (``log`` imports this module, so it is looked up when needed)."""
+    from pybpf.verifier.log import Msg
+
+    return Msg

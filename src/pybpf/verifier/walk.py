@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pybpf.isa import Insn
+from pybpf.isa.disasm import verifier_linfo_text
 from pybpf.progtypes.types import RegType, TypeFlag
 from pybpf.verifier.checks.mem import check_atomic, check_load_mem, check_st_mem, check_store_reg
 from pybpf.verifier.env import (
@@ -27,7 +28,7 @@ from pybpf.verifier.env import (
     Reject,
     VerifierEnv,
 )
-from pybpf.verifier.log import format_insn, format_state, insn_state_prefix
+from pybpf.verifier.log import Msg, format_insn, format_state, insn_state_prefix
 from pybpf.verifier.precision import propagate_precision, push_insn_history
 from pybpf.verifier.regs import (
     BPF_ADD_CONST,
@@ -59,6 +60,7 @@ NOT_EXACT, EXACT, RANGE_WITHIN = 0, 1, 2
 
 @dataclass
 class StackElem:
+    """One entry of the branch stack (``bpf_verifier_stack_elem``): a state to explore from ``insn_idx``."""
     st: VerifierState
     insn_idx: int
     prev_insn_idx: int
@@ -67,6 +69,7 @@ class StackElem:
 
 @dataclass
 class StateListEntry:
+    """An explored state kept at a prune point (``bpf_verifier_state_list``) with its hit/miss counts."""
     state: VerifierState
     hit_cnt: int = 0
     miss_cnt: int = 0
@@ -85,13 +88,13 @@ def verbose_linfo(env: VerifierEnv, insn_idx: int, prefix: str) -> None:
     prev = env.prev_linfo
     if prev is not None and prev.file == linfo.file and prev.line == linfo.line:
         return
-    text = linfo.text.lstrip()
-    fname = linfo.file.rsplit("/", 1)[-1]
-    env.log.write(f"{prefix}{text} @ {fname}:{linfo.line}\n")
+    env.log.write(prefix + verifier_linfo_text(linfo) + "\n")
     env.prev_linfo = linfo
 
 
 def print_state(env: VerifierEnv, frame: FuncState, print_all: bool) -> None:
+    """``print_verifier_state`` into the log; a partial print (only scratched registers/slots) clears the
+    scratch marks."""
     if not env.log.level:
         return
     refs = tuple(r.id for r in frame.refs if r.id)
@@ -137,6 +140,8 @@ def _call_name(insn: Insn) -> str | None:
 
 
 def init_func_state(env: VerifierEnv, state: FuncState) -> None:
+    """``init_func_state``: a fresh frame (all registers NOT_INIT, R10 the frame pointer); every register counts
+    as scratched for the next state print."""
     for reg in state.regs:
         mark_reg_not_init(reg, env.bpf_capable)
         reg.live = REG_LIVE_NONE
@@ -146,20 +151,24 @@ def init_func_state(env: VerifierEnv, state: FuncState) -> None:
     fp.type = RegType.PTR_TO_STACK
     mark_reg_known_zero(fp)
     fp.frameno = state.frameno
+    env.mark_verifier_state_scratched()
 
 
 def push_stack(env: VerifierEnv, insn_idx: int, prev_insn_idx: int, speculative: bool) -> VerifierState:
+    """``push_stack``: save a copy of the current state to explore later from ``insn_idx`` (the other side of a
+    branch); E2BIG past 8192 pending branches."""
     st = env.cur_state.copy()
     st.speculative |= speculative
     env.head.append(StackElem(st, insn_idx, prev_insn_idx, env.log.end_pos))
     if len(env.head) > BPF_COMPLEXITY_LIMIT_JMP_SEQ:
-        raise env.fail(E.E2BIG, f"The sequence of {len(env.head)} jumps is too complex.")
+        raise env.fail(E.E2BIG, Msg.THE_SEQUENCE_OF_JUMPS_IS_TOO.format(len(env.head)))
     if st.parent is not None:
         st.parent.branches += 1
     return st
 
 
 def pop_stack(env: VerifierEnv, pop_log: bool) -> tuple[int, int] | None:
+    """``pop_stack``: continue with the most recently pushed state, or return None when every path is done."""
     if not env.head:
         return None
     elem = env.head.pop()
@@ -192,6 +201,8 @@ def update_loop_entry(cur: VerifierState, hdr: VerifierState) -> None:
 
 
 def update_branch_counts(st: VerifierState | None) -> None:
+    """``update_branch_counts``: a finished path releases its parents, whose states become usable for pruning
+    once no branch below them is pending."""
     while st is not None:
         st.branches -= 1
         # a finished state hands its loop membership to its parent ("case A" in the kernel's comment)
@@ -203,6 +214,8 @@ def update_branch_counts(st: VerifierState | None) -> None:
 
 
 class IdMap:
+    """``bpf_idmap``: the pairing of ids between an old and a current state that ``regsafe`` builds (ids need
+    not be equal, only consistently mapped)."""
     __slots__ = ("map", "tmp_id_gen")
 
     def __init__(self, tmp_base: int) -> None:
@@ -210,6 +223,7 @@ class IdMap:
         self.tmp_id_gen = tmp_base
 
     def check_ids(self, old_id: int, cur_id: int) -> bool:
+        """``check_ids``: ids seen in the old state map to the same ids in the current one."""
         if bool(old_id) != bool(cur_id):
             return False
         if old_id == 0:
@@ -223,6 +237,8 @@ class IdMap:
         return True
 
     def check_scalar_ids(self, old_id: int, cur_id: int) -> bool:
+        """``check_scalar_ids``: like ``check_ids`` for scalar ids, where a fresh id in the current state is
+        fine."""
         if not old_id:
             return True
         if not cur_id:
@@ -260,6 +276,8 @@ def _regs_exact(old: RegState, cur: RegState, idmap: IdMap) -> bool:
 
 
 def regsafe(env: VerifierEnv, rold: RegState, rcur: RegState, idmap: IdMap, exact: int) -> bool:
+    """``regsafe``: is the old register at least as general as the current one (so what was proven for it covers
+    this path)?"""
     if exact == EXACT:
         return _regs_exact(rold, rcur, idmap)
     if not rold.live & REG_LIVE_READ and exact == NOT_EXACT:
@@ -323,6 +341,7 @@ def _scalar_reg_for_stack(env: VerifierEnv, slot: StackSlot) -> RegState | None:
 
 
 def stacksafe(env: VerifierEnv, old: FuncState, cur: FuncState, idmap: IdMap, exact: int) -> bool:
+    """``stacksafe``: the same for every stack slot the old state had read."""
     old_alloc = old.allocated_stack
     cur_alloc = cur.allocated_stack
     i = 0
@@ -372,12 +391,14 @@ def stacksafe(env: VerifierEnv, old: FuncState, cur: FuncState, idmap: IdMap, ex
 
 
 def refsafe(old: FuncState, cur: FuncState, idmap: IdMap) -> bool:
+    """``refsafe``: the same acquired references (and lock state) on both sides."""
     if len(old.refs) != len(cur.refs):
         return False
     return all(idmap.check_ids(o.id, c.id) for o, c in zip(old.refs, cur.refs, strict=True))
 
 
 def func_states_equal(env: VerifierEnv, old: FuncState, cur: FuncState, idmap: IdMap, exact: int) -> bool:
+    """``func_states_equal``: one frame of the old state covers the same frame of the current one."""
     if old.callback_depth > cur.callback_depth:
         return False
     for i in range(11):
@@ -389,6 +410,8 @@ def func_states_equal(env: VerifierEnv, old: FuncState, cur: FuncState, idmap: I
 
 
 def states_equal(env: VerifierEnv, old: VerifierState, cur: VerifierState, exact: int) -> bool:
+    """``states_equal``: every frame covers its counterpart (same call sites); ``exact`` for loop detection and
+    iterator convergence."""
     if old.curframe != cur.curframe:
         return False
     idmap = IdMap(env.id_gen)
@@ -517,6 +540,8 @@ def _propagate_liveness(env: VerifierEnv, vstate: VerifierState, vparent: Verifi
 
 
 def is_state_visited(env: VerifierEnv, insn_idx: int) -> bool:
+    """``is_state_visited``: at a prune point, stop the path when an explored state covers it, detect infinite
+    loops, and remember a checkpoint when useful."""
     cur = env.cur_state
     aux = env.aux[insn_idx]
     # a long instruction history (precision backtracking walks it) also forces a checkpoint
@@ -560,12 +585,12 @@ def is_state_visited(env: VerifierEnv, insn_idx: int) -> bool:
                     and st.may_goto_depth == cur.may_goto_depth \
                     and st.callback_unroll_depth == cur.callback_unroll_depth:
                 verbose_linfo(env, insn_idx, "; ")
-                env.verbose(f"infinite loop detected at insn {insn_idx}\n")
-                env.verbose("cur state:")
+                env.verbose(Msg.INFINITE_LOOP_DETECTED.format(insn_idx))
+                env.verbose(Msg.CUR_STATE)
                 print_state(env, cur.frame[cur.curframe], True)
-                env.verbose("old state:")
+                env.verbose(Msg.OLD_STATE)
                 print_state(env, st.frame[cur.curframe], True)
-                raise Reject(E.EINVAL, f"infinite loop detected at insn {insn_idx}")
+                raise Reject(E.EINVAL, Msg.INFINITE_LOOP_HEADLINE.format(insn_idx))
             if not force_new and env.jmps_processed - env.prev_jmps_processed < 20 \
                     and env.insn_processed - env.prev_insn_processed < 100:
                 add_new = False
@@ -641,6 +666,8 @@ def is_state_visited(env: VerifierEnv, insn_idx: int) -> bool:
 
 
 def push_callback_call(env: VerifierEnv, insn: Insn, insn_idx: int, subprog: int, set_cb: Any) -> None:
+    """``push_callback_call``: a synchronous callback (bpf_loop, for_each_map_elem...) explored as a branch:
+    once called, once skipped."""
     from pybpf.verifier.transfer.calls import btf_check_subprog_call, setup_func_entry
 
     if btf_check_subprog_call(env, subprog, env.cur_frame.regs) == E.EFAULT:
@@ -671,11 +698,12 @@ def push_callback_call(env: VerifierEnv, insn: Insn, insn_idx: int, subprog: int
 
 
 def check_ld_imm(env: VerifierEnv, insn: Insn) -> None:
+    """``check_ld_imm``: the register an ``lddw`` sets (scalar, map pointer, map value, function)."""
     aux = env.aux[env.insn_idx]
     if insn.code & 0x18 != 0x18:
-        raise env.fail(E.EINVAL, "invalid BPF_LD_IMM insn")
+        raise env.fail(E.EINVAL, Msg.INVALID_BPF_LD_IMM_INSN)
     if insn.off != 0:
-        raise env.fail(E.EINVAL, "BPF_LD_IMM64 uses reserved fields")
+        raise env.fail(E.EINVAL, Msg.BPF_LD_IMM64_USES_RESERVED_FIELDS)
     env.check_reg_arg(insn.dst, DST_OP)
     regs = env.regs
     dst = regs[insn.dst]
@@ -688,16 +716,16 @@ def check_ld_imm(env: VerifierEnv, insn: Insn) -> None:
         rel = insn.imm_lo if insn.imm_lo < 1 << 31 else insn.imm_lo - (1 << 32)
         subprogno = env.find_subprog(env.insn_idx + rel + 1)
         if not env.has_func_info:
-            raise env.fail(E.EINVAL, "missing btf func_info")
+            raise env.fail(E.EINVAL, Msg.MISSING_BTF_FUNC_INFO)
         if subprogno > 0 and env.subprog_info[subprogno].is_global:
-            raise env.fail(E.EINVAL, "callback function not static")
+            raise env.fail(E.EINVAL, Msg.CALLBACK_FUNCTION_NOT_STATIC)
         if subprogno == 0:
-            raise env.fail(E.EINVAL, "callback function cannot be the main program")
+            raise env.fail(E.EINVAL, Msg.CALLBACK_FUNCTION_CANNOT_BE_THE_MAIN)
         dst.type = RegType.PTR_TO_FUNC
         dst.subprogno = subprogno
         return
     if insn.src == 3:
-        raise env.fail(E.EINVAL, "bpf verifier is misconfigured")
+        raise env.fail(E.EINVAL, Msg.BPF_VERIFIER_IS_MISCONFIGURED)
     m = aux.map_ptr
     dst.map_ptr = m
     if insn.src in (2, 6):
@@ -706,33 +734,34 @@ def check_ld_imm(env: VerifierEnv, insn: Insn) -> None:
     elif insn.src in (1, 5):
         dst.type = RegType.CONST_PTR_TO_MAP
     else:
-        raise env.fail(E.EINVAL, "bpf verifier is misconfigured")
+        raise env.fail(E.EINVAL, Msg.BPF_VERIFIER_IS_MISCONFIGURED)
 
 
 def check_ld_abs(env: VerifierEnv, insn: Insn) -> None:
+    """``check_ld_abs``: legacy packet loads need R6 = ctx of a type that allows them, clobber R1-R5 and set R0."""
     from pybpf.verifier.checks.mem import check_ptr_off_reg
     from pybpf.verifier.transfer.calls import check_reference_leak, prepare_func_exit
 
     state = env.cur_state
     if not env.desc.ld_abs:
-        raise env.fail(E.EINVAL, "BPF_LD_[ABS|IND] instructions not allowed for this program type")
+        raise env.fail(E.EINVAL, Msg.BPF_LD_ABS_IND_INSTRUCTIONS_NOT)
     for i in range(state.curframe, 0, -1):
         if state.frame[i].in_callback_fn:
-            raise env.fail(E.EINVAL, "cannot use BPF_LD_[ABS|IND] within callback")
+            raise env.fail(E.EINVAL, Msg.CANNOT_USE_BPF_LD_ABS_IND)
     mode = insn.code & 0xE0
     if insn.dst != 0 or insn.off != 0 or insn.code & 0x18 == 0x18 or (mode == 0x20 and insn.src != 0):
-        raise env.fail(E.EINVAL, "BPF_LD_[ABS|IND] uses reserved fields")
+        raise env.fail(E.EINVAL, Msg.BPF_LD_ABS_IND_USES_RESERVED)
     env.check_reg_arg(6, SRC_OP)
     try:
         check_reference_leak(env, False)
     except Reject:
-        env.verbose("BPF_LD_[ABS|IND] cannot be mixed with socket references\n")
+        env.verbose(Msg.LD_ABS_WITH_SOCKET_REFS)
         raise
     if state.active_lock_ptr is not None:
-        raise env.fail(E.EINVAL, "BPF_LD_[ABS|IND] cannot be used inside bpf_spin_lock-ed region")
+        raise env.fail(E.EINVAL, Msg.LD_ABS_IN_SPIN_LOCK)
     regs = env.regs
     if regs[6].type != RegType.PTR_TO_CTX:
-        raise env.fail(E.EINVAL, "at the time of BPF_LD_ABS|IND R6 != pointer to skb")
+        raise env.fail(E.EINVAL, Msg.AT_THE_TIME_OF_BPF_LD)
     if mode == 0x40:
         env.check_reg_arg(insn.src, SRC_OP)
     check_ptr_off_reg(env, regs[6], 6)
@@ -749,6 +778,8 @@ def check_ld_abs(env: VerifierEnv, insn: Insn) -> None:
 
 
 def do_check(env: VerifierEnv) -> None:
+    """``do_check``: walk instructions from the current state, branching at conditional jumps and calls, until
+    every path has exited or been pruned."""
     from pybpf.verifier.transfer.alu import check_alu_op
     from pybpf.verifier.transfer.calls import (
         check_func_call,
@@ -773,14 +804,14 @@ def do_check(env: VerifierEnv) -> None:
         env.prev_insn_idx = prev_insn_idx
         idx = env.insn_idx
         if idx >= insn_cnt or insns[idx] is None:
-            raise env.fail(E.EFAULT, f"invalid insn idx {idx} insn_cnt {insn_cnt}")
+            raise env.fail(E.EFAULT, Msg.INVALID_INSN_IDX_INSN_CNT.format(idx, insn_cnt))
         insn: Insn = insns[idx]  # type: ignore[assignment]
         cls = insn.code & 7
         env.insn_processed += 1
         if env.insn_processed > BPF_COMPLEXITY_LIMIT_INSNS:
-            raise env.fail(E.E2BIG, f"BPF program is too large. Processed {env.insn_processed} insn")
+            raise env.fail(E.E2BIG, Msg.BPF_PROGRAM_IS_TOO_LARGE_PROCESSED.format(env.insn_processed))
         if not env.insn_processed & 0x3FF and env.deadline is not None and time.monotonic() > env.deadline:
-            raise env.fail(E.ETIME, "verification time limit exceeded (pybpf)")
+            raise env.fail(E.ETIME, Msg.VERIFICATION_TIME_LIMIT_EXCEEDED_PYBPF)
         state = env.cur_state
         state.last_insn_idx = env.prev_insn_idx
         pruned = False
@@ -788,17 +819,17 @@ def do_check(env: VerifierEnv) -> None:
             if is_state_visited(env, idx):
                 if level & 3:
                     if do_print_state:
-                        spec = " (speculative execution)" if env.cur_state.speculative else ""
-                        env.log.write(f"\nfrom {env.prev_insn_idx} to {idx}{spec}: safe\n")
+                        spec = Msg.SPECULATIVE if env.cur_state.speculative else ""
+                        env.log.write(Msg.FROM_TO_SAFE.format(env.prev_insn_idx, idx, spec))
                     else:
-                        env.log.write(f"{idx}: safe\n")
+                        env.log.write(Msg.INSN_SAFE.format(idx))
                 pruned = True
         if not pruned and env.aux[idx].jmp_point:
             push_insn_history(env, state, 0)
         if not pruned:
             if level & 2 and do_print_state:
-                spec = " (speculative execution)" if state.speculative else ""
-                env.log.write(f"\nfrom {env.prev_insn_idx} to {idx}{spec}:")
+                spec = Msg.SPECULATIVE if state.speculative else ""
+                env.log.write(Msg.FROM_TO.format(env.prev_insn_idx, idx, spec))
                 print_state(env, state.frame[state.curframe], True)
                 do_print_state = False
             if level & 3:
@@ -819,7 +850,7 @@ def do_check(env: VerifierEnv) -> None:
             elif cls == 1:
                 mode = insn.code & 0xE0
                 if mode not in (0x60, 0x80) or insn.imm != 0:
-                    raise env.fail(E.EINVAL, "BPF_LDX uses reserved fields")
+                    raise env.fail(E.EINVAL, Msg.BPF_LDX_USES_RESERVED_FIELDS)
                 check_load_mem(env, insn, False, mode == 0x80, "ldx")
             elif cls == 3:
                 mode = insn.code & 0xE0
@@ -828,7 +859,7 @@ def do_check(env: VerifierEnv) -> None:
                     env.insn_idx += 1
                     continue
                 if mode != 0x60 or insn.imm != 0:
-                    raise env.fail(E.EINVAL, "BPF_STX uses reserved fields")
+                    raise env.fail(E.EINVAL, Msg.BPF_STX_USES_RESERVED_FIELDS)
                 check_store_reg(env, insn, False)
             elif cls == 2:
                 check_st_mem(env, insn)
@@ -838,28 +869,28 @@ def do_check(env: VerifierEnv) -> None:
                 if op == 0x80:
                     if (insn.code & 8 or (insn.src != 2 and insn.off != 0) or insn.src not in (0, 1, 2)
                             or insn.dst != 0 or cls == 6):
-                        raise env.fail(E.EINVAL, "BPF_CALL uses reserved fields")
+                        raise env.fail(E.EINVAL, Msg.BPF_CALL_USES_RESERVED_FIELDS)
                     if state.active_lock_ptr is not None and ((insn.src == 0 and insn.imm != 94) or insn.src == 2):
-                        raise env.fail(E.EINVAL, "function calls are not allowed while holding a lock")
+                        raise env.fail(E.EINVAL, Msg.FUNCTION_CALLS_ARE_NOT_ALLOWED_WHILE)
                     if insn.src == 1:
                         env.insn_idx = check_func_call(env, insn, idx)
                         env.mark_reg_scratched(0)
                         continue
                     if insn.src == 2:
-                        raise env.fail(E.EINVAL, "calling kernel functions is not supported by pybpf")
+                        raise env.fail(E.EINVAL, Msg.KFUNCS_NOT_SUPPORTED)
                     check_helper_call(env, insn, idx)
                     env.mark_reg_scratched(0)
                 elif op == 0x00:
                     if insn.code & 8 or insn.src != 0 or insn.dst != 0 or (cls == 5 and insn.imm != 0) or (
                             cls == 6 and insn.off != 0):
-                        raise env.fail(E.EINVAL, "BPF_JA uses reserved fields")
+                        raise env.fail(E.EINVAL, Msg.BPF_JA_USES_RESERVED_FIELDS)
                     env.insn_idx += (insn.off if cls == 5 else insn.imm) + 1
                     continue
                 elif op == 0x90:
                     if insn.code & 8 or insn.imm != 0 or insn.src != 0 or insn.dst != 0 or cls == 6:
-                        raise env.fail(E.EINVAL, "BPF_EXIT uses reserved fields")
+                        raise env.fail(E.EINVAL, Msg.BPF_EXIT_USES_RESERVED_FIELDS)
                     if state.active_lock_ptr is not None and not state.curframe:
-                        raise env.fail(E.EINVAL, "bpf_spin_unlock is missing")
+                        raise env.fail(E.EINVAL, Msg.BPF_SPIN_UNLOCK_IS_MISSING)
                     check_reference_leak(env, False)
                     if state.curframe:
                         env.insn_idx = prepare_func_exit(env)
@@ -879,9 +910,9 @@ def do_check(env: VerifierEnv) -> None:
                     env.insn_idx += 1
                     env.aux[env.insn_idx].seen = True
                 else:
-                    raise env.fail(E.EINVAL, "invalid BPF_LD mode")
+                    raise env.fail(E.EINVAL, Msg.INVALID_BPF_LD_MODE)
             else:
-                raise env.fail(E.EINVAL, f"unknown insn class {cls}")
+                raise env.fail(E.EINVAL, Msg.UNKNOWN_INSN_CLASS.format(cls))
             if not exit_now:
                 env.insn_idx += 1
                 continue
@@ -896,6 +927,8 @@ def do_check(env: VerifierEnv) -> None:
 
 
 def do_check_common(env: VerifierEnv, subprog: int) -> None:
+    """``do_check_common``: verify one function (main or global) from its entry state; R1 is the context, or the
+    arguments of its BTF prototype."""
     info = env.subprog_info[subprog]
     env.prev_linfo = None
     env.pass_cnt += 1
@@ -911,7 +944,7 @@ def do_check_common(env: VerifierEnv, subprog: int) -> None:
     if subprog:
         from pybpf.verifier.transfer.calls import prepare_subprog_args
 
-        env.verbose(f"Validating {info.name}() func#{subprog}...\n")
+        env.verbose(Msg.VALIDATING_FUNC.format(info.name, subprog))
         prepare_subprog_args(env, subprog)
         for i, arg in enumerate(info.args, start=1):
             _set_arg_entry_state(env, regs[i], arg)
@@ -968,6 +1001,7 @@ def _set_arg_entry_state(env: VerifierEnv, reg: RegState, arg: Any) -> None:
 
 
 def do_check_main(env: VerifierEnv) -> None:
+    """Verify the main program (subprogram 0)."""
     env.insn_idx = 0
     do_check_common(env, 0)
 
@@ -985,4 +1019,4 @@ def do_check_subprogs(env: VerifierEnv) -> None:
             do_check_common(env, i)
             info.verified = True  # type: ignore[attr-defined]
             new = True
-            env.verbose(f"Func#{i} ('{info.name}') is safe for any args that match its prototype\n")
+            env.verbose(Msg.FUNC_IS_SAFE_FOR_ANY_ARGS.format(i, info.name))

@@ -26,7 +26,7 @@ from pybpf.verifier.env import (
     base_type,
     type_may_be_null,
 )
-from pybpf.verifier.log import reg_type_str, tnum_str
+from pybpf.verifier.log import Msg, reg_type_str, tnum_str
 from pybpf.verifier.maps import special_fields
 from pybpf.verifier.precision import mark_chain_precision, push_insn_history, stack_access_flags
 from pybpf.verifier.regs import (
@@ -144,7 +144,7 @@ def check_stack_write_fixed_off(env: VerifierEnv, state: FuncState, off: int, si
     stack = state.stack[spi]
     if (not env.allow_ptr_leaks and stack.is_spilled_reg() and not stack.is_spilled_scalar_reg()
             and size != BPF_REG_SIZE):
-        raise env.fail(E.EACCES, "attempt to corrupt spilled pointer on stack")
+        raise env.fail(E.EACCES, Msg.ATTEMPT_TO_CORRUPT_SPILLED_POINTER_ON)
     cur = env.cur_frame
     reg = cur.regs[value_regno] if value_regno >= 0 else None
     insn_flags = stack_access_flags(state.frameno, spi)
@@ -167,9 +167,9 @@ def check_stack_write_fixed_off(env: VerifierEnv, state: FuncState, off: int, si
     elif reg is not None and is_spillable_regtype(reg.type):
         if size != BPF_REG_SIZE:
             verbose_linfo(env, insn_idx, "; ")
-            raise env.fail(E.EACCES, "invalid size of register spill")
+            raise env.fail(E.EACCES, Msg.INVALID_SIZE_OF_REGISTER_SPILL)
         if state is not cur and reg.type == RegType.PTR_TO_STACK:
-            raise env.fail(E.EINVAL, "cannot spill pointers to stack into stack frame of the caller")
+            raise env.fail(E.EINVAL, Msg.CANNOT_SPILL_POINTERS_TO_STACK_INTO)
         save_register_state(env, state, spi, reg, size)
     else:
         t = STACK_MISC
@@ -207,7 +207,7 @@ def check_stack_write_var_off(env: VerifierEnv, state: FuncState, ptr_regno: int
         env.mark_stack_slot_scratched(spi)
         stype = stack.slot_type[slot % BPF_REG_SIZE]
         if not env.allow_ptr_leaks and stype not in (STACK_MISC, STACK_ZERO):
-            raise env.fail(E.EINVAL, f"spilled ptr in range of var-offset stack write; insn {insn_idx}, ptr off: {i}")
+            raise env.fail(E.EINVAL, Msg.SPILLED_PTR_IN_RANGE_OF_VAR.format(insn_idx, i))
         if writing_zero and stype == STACK_SPILL and stack.is_spilled_scalar_reg():
             sp = stack.spilled_ptr
             if sp.var_off.mask == 0 and sp.var_off.value == 0:
@@ -220,8 +220,7 @@ def check_stack_write_var_off(env: VerifierEnv, state: FuncState, ptr_regno: int
             new_type = STACK_ZERO
             zero_used = True
         if stype == STACK_INVALID and not env.allow_uninit_stack:
-            raise env.fail(E.EINVAL, f"uninit stack in range of var-offset write prohibited for !root; "
-                           f"insn {insn_idx}, off: {i}")
+            raise env.fail(E.EINVAL, Msg.UNINIT_STACK_IN_RANGE_OF_VAR.format(insn_idx, i))
         stack.slot_type[slot % BPF_REG_SIZE] = new_type
     if zero_used and value_regno >= 0:
         mark_chain_precision(env, value_regno)
@@ -262,7 +261,7 @@ def check_stack_read_fixed_off(env: VerifierEnv, reg_state: FuncState, off: int,
         if size != BPF_REG_SIZE or spill_size != BPF_REG_SIZE:
             if reg.type != RegType.SCALAR_VALUE:
                 verbose_linfo(env, env.insn_idx, "; ")
-                raise env.fail(E.EACCES, "invalid size of register fill")
+                raise env.fail(E.EACCES, Msg.INVALID_SIZE_OF_REGISTER_FILL)
             env.mark_reg_read(reg, reg.parent, REG_LIVE_READ64)
             if dst_regno < 0:
                 return
@@ -287,7 +286,7 @@ def check_stack_read_fixed_off(env: VerifierEnv, reg_state: FuncState, off: int,
                         continue
                     if t == STACK_INVALID and env.allow_uninit_stack:
                         continue
-                    raise env.fail(E.EACCES, f"invalid read from stack off {off}+{i} size {size}")
+                    raise env.fail(E.EACCES, Msg.INVALID_READ_FROM_STACK_OFF_SIZE.format(off, i, size))
                 if (spill_cnt == size and reg.var_off.mask == 0 and reg.var_off.value == 0) or zero_cnt == size:
                     mark_reg_const_zero(state.regs[dst_regno], env.bpf_capable)
                 else:
@@ -297,7 +296,7 @@ def check_stack_read_fixed_off(env: VerifierEnv, reg_state: FuncState, off: int,
             copy_register_state(state.regs[dst_regno], reg)
             state.regs[dst_regno].live |= REG_LIVE_WRITTEN
         elif not env.allow_ptr_leaks and reg.type != RegType.SCALAR_VALUE:
-            raise env.fail(E.EACCES, f"leaking pointer from stack off {off}")
+            raise env.fail(E.EACCES, Msg.LEAKING_POINTER_FROM_STACK_OFF.format(off))
         env.mark_reg_read(reg, reg.parent, REG_LIVE_READ64)
     else:
         for i in range(size):
@@ -306,7 +305,7 @@ def check_stack_read_fixed_off(env: VerifierEnv, reg_state: FuncState, off: int,
                 continue
             if t == STACK_INVALID and env.allow_uninit_stack:
                 continue
-            raise env.fail(E.EACCES, f"invalid read from stack off {off}+{i} size {size}")
+            raise env.fail(E.EACCES, Msg.INVALID_READ_FROM_STACK_OFF_SIZE.format(off, i, size))
         env.mark_reg_read(reg, reg.parent, REG_LIVE_READ64)
         if dst_regno >= 0:
             mark_reg_stack_read(env, reg_state, off, off + size, dst_regno)
@@ -320,17 +319,17 @@ def check_stack_access_within_bounds(env: VerifierEnv, regno: int, off: int, acc
     reg = env.regs[regno]
     state = env.func(reg)
     if helper:
-        extra = " indirect access to"
+        extra = Msg.STACK_ACCESS_INDIRECT
     elif access == AccessType.READ:
-        extra = " read from"
+        extra = Msg.STACK_ACCESS_READ
     else:
-        extra = " write to"
+        extra = Msg.STACK_ACCESS_WRITE
     if reg.var_off.mask == 0:
         min_off = s64(reg.var_off.value) + off
         max_off = min_off + access_size
     else:
         if reg.smax_value >= BPF_MAX_VAR_OFF or reg.smin_value <= -BPF_MAX_VAR_OFF:
-            raise env.fail(E.EACCES, f"invalid unbounded variable-offset{extra} stack R{regno}")
+            raise env.fail(E.EACCES, Msg.INVALID_UNBOUNDED_VARIABLE_OFFSET_STACK_R.format(extra, regno))
         min_off = reg.smin_value + off
         max_off = reg.smax_value + off + access_size
     if access == AccessType.WRITE or env.allow_uninit_stack:
@@ -346,9 +345,9 @@ def check_stack_access_within_bounds(env: VerifierEnv, regno: int, off: int, acc
         err = E.EFAULT
     if err:
         if reg.var_off.mask == 0:
-            raise env.fail(err, f"invalid{extra} stack R{regno} off={off} size={access_size}")
-        raise env.fail(err, f"invalid variable-offset{extra} stack R{regno} var_off={tnum_str(reg.var_off)} "
-                       f"off={off} size={access_size}")
+            raise env.fail(err, Msg.INVALID_STACK_R_OFF_SIZE.format(extra, regno, off, access_size))
+        raise env.fail(err, Msg.INVALID_VARIABLE_OFFSET_STACK_R_VAR.format(extra, regno, tnum_str(reg.var_off), off,
+                                                                           access_size))
     _grow_stack(env, state, -min_off)
 
 
@@ -357,8 +356,7 @@ def check_stack_read(env: VerifierEnv, ptr_regno: int, off: int, size: int, dst_
     state = env.func(reg)
     var_off = reg.var_off.mask != 0
     if dst_regno < 0 and var_off:
-        raise env.fail(E.EACCES, f"variable offset stack pointer cannot be passed into helper function; "
-                       f"var_off={tnum_str(reg.var_off)} off={off} size={size}")
+        raise env.fail(E.EACCES, Msg.VARIABLE_OFFSET_STACK_POINTER_CANNOT_BE.format(tnum_str(reg.var_off), off, size))
     if not var_off:
         check_stack_read_fixed_off(env, state, off + s64(reg.var_off.value), size, dst_regno)
     else:
@@ -385,9 +383,9 @@ def check_map_access_type(env: VerifierEnv, regno: int, off: int, size: int, acc
     m = env.regs[regno].map_ptr
     flags = getattr(m, "map_flags", 0)
     if access == AccessType.WRITE and flags & BPF_F_RDONLY_PROG:
-        raise env.fail(E.EACCES, f"write into map forbidden, value_size={m.value_size} off={off} size={size}")
+        raise env.fail(E.EACCES, Msg.WRITE_INTO_MAP_FORBIDDEN_VALUE_SIZE.format(m.value_size, off, size))
     if access == AccessType.READ and flags & BPF_F_WRONLY_PROG:
-        raise env.fail(E.EACCES, f"read from map forbidden, value_size={m.value_size} off={off} size={size}")
+        raise env.fail(E.EACCES, Msg.READ_FROM_MAP_FORBIDDEN_VALUE_SIZE.format(m.value_size, off, size))
 
 
 def _check_mem_access(env: VerifierEnv, regno: int, off: int, size: int, mem_size: int, zero_ok: bool) -> bool:
@@ -397,13 +395,13 @@ def _check_mem_access(env: VerifierEnv, regno: int, off: int, size: int, mem_siz
     reg = env.regs[regno]
     t = reg.type
     if t == RegType.PTR_TO_MAP_KEY:
-        env.verbose(f"invalid access to map key, key_size={mem_size} off={off} size={size}\n")
+        env.verbose(Msg.INVALID_ACCESS_TO_MAP_KEY_KEY.format(mem_size, off, size))
     elif t == RegType.PTR_TO_MAP_VALUE:
-        env.verbose(f"invalid access to map value, value_size={mem_size} off={off} size={size}\n")
+        env.verbose(Msg.INVALID_ACCESS_TO_MAP_VALUE_VALUE.format(mem_size, off, size))
     elif t in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META, RegType.PTR_TO_PACKET_END):
-        env.verbose(f"invalid access to packet, off={off} size={size}, R{regno}(id={reg.id},off={off},r={mem_size})\n")
+        env.verbose(Msg.INVALID_ACCESS_TO_PACKET_OFF_SIZE.format(off, size, regno, reg.id, off, mem_size))
     else:
-        env.verbose(f"invalid access to memory, mem_size={mem_size} off={off} size={size}\n")
+        env.verbose(Msg.INVALID_ACCESS_TO_MEMORY_MEM_SIZE.format(mem_size, off, size))
     return False
 
 
@@ -416,14 +414,13 @@ def check_mem_region_access(env: VerifierEnv, regno: int, off: int, size: int, m
     reg = env.regs[regno]
     if reg.smin_value < 0 and (reg.smin_value == S64_MIN or not _fits_s32(off + reg.smin_value)
                                or reg.smin_value + off < 0):
-        raise env.fail(E.EACCES, f"R{regno} min value is negative, either use unsigned index or do a "
-                       "if (index >=0) check.")
+        raise env.fail(E.EACCES, Msg.R_MIN_NEGATIVE_INDEX.format(regno))
     if not _check_mem_access(env, regno, reg.smin_value + off, size, mem_size, zero_ok):
-        raise env.fail(E.EACCES, f"R{regno} min value is outside of the allowed memory range")
+        raise env.fail(E.EACCES, Msg.R_MIN_VALUE_IS_OUTSIDE_OF.format(regno))
     if reg.umax_value >= BPF_MAX_VAR_OFF:
-        raise env.fail(E.EACCES, f"R{regno} unbounded memory access, make sure to bounds check any such access")
+        raise env.fail(E.EACCES, Msg.R_UNBOUNDED_MEMORY_ACCESS_MAKE_SURE.format(regno))
     if not _check_mem_access(env, regno, reg.umax_value + off, size, mem_size, zero_ok):
-        raise env.fail(E.EACCES, f"R{regno} max value is outside of the allowed memory range")
+        raise env.fail(E.EACCES, Msg.R_MAX_VALUE_IS_OUTSIDE_OF.format(regno))
 
 
 def check_map_access(env: VerifierEnv, regno: int, off: int, size: int, zero_ok: bool, *, helper: bool = False) -> None:
@@ -434,36 +431,35 @@ def check_map_access(env: VerifierEnv, regno: int, off: int, size: int, zero_ok:
         if reg.smin_value + off < p + fsize and p < reg.umax_value + off + size:
             if fname.startswith("kptr"):
                 if helper:
-                    raise env.fail(E.EACCES, "kptr cannot be accessed indirectly by helper")
+                    raise env.fail(E.EACCES, Msg.KPTR_CANNOT_BE_ACCESSED_INDIRECTLY_BY)
                 if reg.var_off.mask != 0:
-                    raise env.fail(E.EACCES, "kptr access cannot have variable offset")
+                    raise env.fail(E.EACCES, Msg.KPTR_ACCESS_CANNOT_HAVE_VARIABLE_OFFSET)
                 if p != off + reg.var_off.value:
-                    raise env.fail(E.EACCES, f"kptr access misaligned expected={p} off={off + reg.var_off.value}")
+                    raise env.fail(E.EACCES, Msg.KPTR_ACCESS_MISALIGNED_EXPECTED_OFF.format(p, off + reg.var_off.value))
                 if size != 8:
-                    raise env.fail(E.EACCES, "kptr access size must be BPF_DW")
+                    raise env.fail(E.EACCES, Msg.KPTR_ACCESS_SIZE_MUST_BE_BPF)
             else:
-                raise env.fail(E.EACCES, f"{fname} cannot be accessed directly by load/store")
+                raise env.fail(E.EACCES, Msg.CANNOT_BE_ACCESSED_DIRECTLY_BY_LOAD.format(fname))
 
 
 def check_packet_access(env: VerifierEnv, regno: int, off: int, size: int, zero_ok: bool) -> None:
     reg = env.regs[regno]
     if reg.smin_value < 0:
-        raise env.fail(E.EACCES, f"R{regno} min value is negative, either use unsigned index or do a "
-                       "if (index >=0) check.")
+        raise env.fail(E.EACCES, Msg.R_MIN_NEGATIVE_INDEX.format(regno))
     if reg.range < 0 or not _check_mem_access(env, regno, off, size, reg.range, zero_ok):
-        raise env.fail(E.EACCES, f"R{regno} offset is outside of the packet")
+        raise env.fail(E.EACCES, Msg.R_OFFSET_IS_OUTSIDE_OF_THE.format(regno))
     env.max_pkt_offset = max(env.max_pkt_offset, off + reg.umax_value + size - 1)
 
 
 def check_ptr_off_reg(env: VerifierEnv, reg: RegState, regno: int, fixed_off_ok: bool = False) -> None:
     if reg.off < 0:
-        raise env.fail(E.EACCES, f"negative offset {reg_type_str(reg.type)} ptr R{regno} off={reg.off} disallowed")
+        raise env.fail(E.EACCES, Msg.NEGATIVE_OFFSET_PTR_R_OFF_DISALLOWED.format(reg_type_str(reg.type), regno,
+                                                                                 reg.off))
     if not fixed_off_ok and reg.off:
-        raise env.fail(E.EACCES, f"dereference of modified {reg_type_str(reg.type)} ptr R{regno} "
-                       f"off={reg.off} disallowed")
+        raise env.fail(E.EACCES, Msg.DEREFERENCE_OF_MODIFIED_PTR_R_OFF.format(reg_type_str(reg.type), regno, reg.off))
     if reg.var_off.mask != 0 or reg.var_off.value:
-        raise env.fail(E.EACCES, f"variable {reg_type_str(reg.type)} access var_off={tnum_str(reg.var_off)} "
-                       "disallowed")
+        raise env.fail(E.EACCES, Msg.VARIABLE_ACCESS_VAR_OFF_DISALLOWED.format(reg_type_str(reg.type),
+                                                                               tnum_str(reg.var_off)))
 
 
 def check_ctx_access(env: VerifierEnv, insn_idx: int, off: int, size: int, access: AccessType,
@@ -474,7 +470,7 @@ def check_ctx_access(env: VerifierEnv, insn_idx: int, off: int, size: int, acces
             env.aux[insn_idx].ctx_field_size = aux.ctx_field_size
         env.max_ctx_offset = max(env.max_ctx_offset, off + size)
         return aux
-    raise env.fail(E.EACCES, f"invalid bpf_context access off={off} size={size}")
+    raise env.fail(E.EACCES, Msg.INVALID_BPF_CONTEXT_ACCESS_OFF_SIZE.format(off, size))
 
 
 def check_sock_access(env: VerifierEnv, insn_idx: int, regno: int, off: int, size: int, access: AccessType) -> None:
@@ -482,13 +478,12 @@ def check_sock_access(env: VerifierEnv, insn_idx: int, regno: int, off: int, siz
 
     reg = env.regs[regno]
     if reg.smin_value < 0:
-        raise env.fail(E.EACCES, f"R{regno} min value is negative, either use unsigned index or do a "
-                       "if (index >=0) check.")
+        raise env.fail(E.EACCES, Msg.R_MIN_NEGATIVE_INDEX.format(regno))
     aux = AccessAux()
     if sock_is_valid_access(reg.type, off, size, access, aux):
         env.aux[insn_idx].ctx_field_size = aux.ctx_field_size
         return
-    raise env.fail(E.EACCES, f"R{regno} invalid {reg_type_str(reg.type)} access off={off} size={size}")
+    raise env.fail(E.EACCES, Msg.R_INVALID_ACCESS_OFF_SIZE.format(regno, reg_type_str(reg.type), off, size))
 
 
 # -- alignment ---------------------------------------------------------------------------------------
@@ -515,8 +510,8 @@ def check_ptr_alignment(env: VerifierEnv, reg: RegState, off: int, size: int, st
         ip_align = 2
         reg_off = reg.var_off.add(Tnum(ip_align + reg.off + off, 0))
         if not reg_off.is_aligned(size):
-            raise env.fail(E.EACCES, f"misaligned packet access off {ip_align}+{tnum_str(reg.var_off)}+{reg.off}+"
-                           f"{off} size {size}")
+            raise env.fail(E.EACCES, Msg.MISALIGNED_PACKET_ACCESS_OFF_SIZE.format(ip_align, tnum_str(reg.var_off),
+                                                                                  reg.off, off, size))
         return
     if t == RegType.PTR_TO_ARENA:
         return
@@ -527,7 +522,7 @@ def check_ptr_alignment(env: VerifierEnv, reg: RegState, off: int, size: int, st
         return
     reg_off = reg.var_off.add(Tnum(reg.off + off, 0))
     if not reg_off.is_aligned(size):
-        raise env.fail(E.EACCES, f"misaligned {desc}access off {tnum_str(reg.var_off)}+{reg.off}+{off} size {size}")
+        raise env.fail(E.EACCES, Msg.MISALIGNED_ACCESS_OFF_SIZE.format(desc, tnum_str(reg.var_off), reg.off, off, size))
 
 
 # -- the dispatcher --------------------------------------------------------------------------------
@@ -543,13 +538,13 @@ def check_mem_access(env: VerifierEnv, insn_idx: int, regno: int, off: int, size
     bt = base_type(t)
     if t == RegType.PTR_TO_MAP_KEY:
         if access == AccessType.WRITE:
-            raise env.fail(E.EACCES, f"write to change key R{regno} not allowed")
+            raise env.fail(E.EACCES, Msg.WRITE_TO_CHANGE_KEY_R_NOT.format(regno))
         check_mem_region_access(env, regno, off, size, reg.map_ptr.key_size, False)
         if value_regno >= 0:
             env.mark_reg_unknown(regs[value_regno])
     elif t == RegType.PTR_TO_MAP_VALUE:
         if access == AccessType.WRITE and value_regno >= 0 and env.is_pointer_value(value_regno):
-            raise env.fail(E.EACCES, f"R{value_regno} leaks addr into map")
+            raise env.fail(E.EACCES, Msg.R_LEAKS_ADDR_INTO_MAP.format(value_regno))
         check_map_access_type(env, regno, off, size, access)
         check_map_access(env, regno, off, size, False)
         if access == AccessType.READ and value_regno >= 0:
@@ -565,17 +560,17 @@ def check_mem_access(env: VerifierEnv, insn_idx: int, regno: int, off: int, size
     elif bt == RegType.PTR_TO_MEM:
         rdonly = bool(t & TypeFlag.MEM_RDONLY)
         if type_may_be_null(t):
-            raise env.fail(E.EACCES, f"R{regno} invalid mem access '{reg_type_str(t)}'")
+            raise env.fail(E.EACCES, Msg.R_INVALID_MEM_ACCESS.format(regno, reg_type_str(t)))
         if access == AccessType.WRITE and rdonly:
-            raise env.fail(E.EACCES, f"R{regno} cannot write into {reg_type_str(t)}")
+            raise env.fail(E.EACCES, Msg.R_CANNOT_WRITE_INTO.format(regno, reg_type_str(t)))
         if access == AccessType.WRITE and value_regno >= 0 and env.is_pointer_value(value_regno):
-            raise env.fail(E.EACCES, f"R{value_regno} leaks addr into mem")
+            raise env.fail(E.EACCES, Msg.R_LEAKS_ADDR_INTO_MEM.format(value_regno))
         check_mem_region_access(env, regno, off, size, reg.mem_size, False)
         if value_regno >= 0 and (access == AccessType.READ or rdonly):
             env.mark_reg_unknown(regs[value_regno])
     elif t == RegType.PTR_TO_CTX:
         if access == AccessType.WRITE and value_regno >= 0 and env.is_pointer_value(value_regno):
-            raise env.fail(E.EACCES, f"R{value_regno} leaks addr into ctx")
+            raise env.fail(E.EACCES, Msg.R_LEAKS_ADDR_INTO_CTX.format(value_regno))
         check_ptr_off_reg(env, reg, regno)
         try:
             aux = check_ctx_access(env, insn_idx, off, size, access, is_ldsx)
@@ -602,9 +597,9 @@ def check_mem_access(env: VerifierEnv, insn_idx: int, regno: int, off: int, size
             check_stack_write(env, regno, off, size, value_regno, insn_idx)
     elif t in (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META):
         if access == AccessType.WRITE and not env.desc.may_access_direct_pkt_data(AccessType.WRITE):
-            raise env.fail(E.EACCES, "cannot write into packet")
+            raise env.fail(E.EACCES, Msg.CANNOT_WRITE_INTO_PACKET)
         if access == AccessType.WRITE and value_regno >= 0 and env.is_pointer_value(value_regno):
-            raise env.fail(E.EACCES, f"R{value_regno} leaks addr into packet")
+            raise env.fail(E.EACCES, Msg.R_LEAKS_ADDR_INTO_PACKET.format(value_regno))
         if access == AccessType.WRITE:
             env.seen_direct_write = True
         check_packet_access(env, regno, off, size, False)
@@ -612,23 +607,22 @@ def check_mem_access(env: VerifierEnv, insn_idx: int, regno: int, off: int, size
             env.mark_reg_unknown(regs[value_regno])
     elif t == RegType.PTR_TO_FLOW_KEYS:
         if access == AccessType.WRITE and value_regno >= 0 and env.is_pointer_value(value_regno):
-            raise env.fail(E.EACCES, f"R{value_regno} leaks addr into flow keys")
+            raise env.fail(E.EACCES, Msg.R_LEAKS_ADDR_INTO_FLOW_KEYS.format(value_regno))
         if size < 0 or off < 0 or off + size > 56:
-            raise env.fail(E.EACCES, f"invalid access to flow keys off={off} size={size}")
+            raise env.fail(E.EACCES, Msg.INVALID_ACCESS_TO_FLOW_KEYS_OFF.format(off, size))
         if access == AccessType.READ and value_regno >= 0:
             env.mark_reg_unknown(regs[value_regno])
     elif t in _SK:
         if access == AccessType.WRITE:
-            raise env.fail(E.EACCES, f"R{regno} cannot write into {reg_type_str(t)}")
+            raise env.fail(E.EACCES, Msg.R_CANNOT_WRITE_INTO.format(regno, reg_type_str(t)))
         check_sock_access(env, insn_idx, regno, off, size, access)
         if value_regno >= 0:
             env.mark_reg_unknown(regs[value_regno])
     elif t == RegType.PTR_TO_TP_BUFFER:
         if off < 0:
-            raise env.fail(E.EACCES, f"R{regno} invalid tracepoint buffer access: off={off}, size={size}")
+            raise env.fail(E.EACCES, Msg.R_INVALID_TRACEPOINT_BUFFER_ACCESS_OFF.format(regno, off, size))
         if reg.var_off.mask != 0 or reg.var_off.value:
-            raise env.fail(E.EACCES, f"R{regno} invalid variable buffer offset: off={off}, "
-                           f"var_off={tnum_str(reg.var_off)}")
+            raise env.fail(E.EACCES, Msg.R_INVALID_VARIABLE_BUFFER_OFFSET_OFF.format(regno, off, tnum_str(reg.var_off)))
         if access == AccessType.READ and value_regno >= 0:
             env.mark_reg_unknown(regs[value_regno])
     elif bt == RegType.PTR_TO_BTF_ID and not type_may_be_null(t):
@@ -639,7 +633,7 @@ def check_mem_access(env: VerifierEnv, insn_idx: int, regno: int, off: int, size
         if access == AccessType.READ and value_regno >= 0:
             env.mark_reg_unknown(regs[value_regno])
     else:
-        raise env.fail(E.EACCES, f"R{regno} invalid mem access '{reg_type_str(t)}'")
+        raise env.fail(E.EACCES, Msg.R_INVALID_MEM_ACCESS.format(regno, reg_type_str(t)))
     if size < BPF_REG_SIZE and value_regno >= 0 and access == AccessType.READ \
             and regs[value_regno].type == RegType.SCALAR_VALUE:
         if not is_ldsx:
@@ -654,9 +648,9 @@ def check_ptr_to_btf_access(env: VerifierEnv, regno: int, off: int, size: int, a
     as the kernel does for structs without a btf_struct_access callback."""
     reg = env.regs[regno]
     if off < 0:
-        raise env.fail(E.EACCES, f"R{regno} is ptr_{reg.btf_struct} invalid negative access: off={off}")
+        raise env.fail(E.EACCES, Msg.R_IS_PTR_INVALID_NEGATIVE_ACCESS.format(regno, reg.btf_struct, off))
     if access == AccessType.WRITE:
-        raise env.fail(E.EACCES, "only read is supported")
+        raise env.fail(E.EACCES, Msg.ONLY_READ_IS_SUPPORTED)
     if value_regno >= 0:
         env.mark_reg_unknown(env.regs[value_regno])
 
@@ -669,14 +663,14 @@ def check_ptr_to_map_access(env: VerifierEnv, regno: int, off: int, size: int, a
     tname = "bpf_map"
     kind = map_btf_struct_access(reg.map_ptr)
     if kind is None:
-        raise env.fail(524, f"map_ptr access not supported for map type {reg.map_ptr.map_type}")
+        raise env.fail(524, Msg.MAP_PTR_ACCESS_NOT_SUPPORTED_FOR.format(reg.map_ptr.map_type))
     tname = kind
     if not env.allow_ptr_leaks:
-        raise env.fail(E.EPERM, f"'struct {tname}' access is allowed only to CAP_PERFMON and CAP_SYS_ADMIN")
+        raise env.fail(E.EPERM, Msg.STRUCT_ACCESS_IS_ALLOWED_ONLY_TO.format(tname))
     if off < 0:
-        raise env.fail(E.EACCES, f"R{regno} is {tname} invalid negative access: off={off}")
+        raise env.fail(E.EACCES, Msg.R_IS_INVALID_NEGATIVE_ACCESS_OFF.format(regno, tname, off))
     if access != AccessType.READ:
-        raise env.fail(E.EACCES, f"only read from {tname} is supported")
+        raise env.fail(E.EACCES, Msg.ONLY_READ_FROM_IS_SUPPORTED.format(tname))
     from pybpf.verifier.maps import bpf_map_struct_field
 
     field = bpf_map_struct_field(off, size)
@@ -725,7 +719,7 @@ def save_aux_ptr_type(env: VerifierEnv, t: int, allow_trust_mismatch: bool) -> N
         if allow_trust_mismatch and base_type(t) == RegType.PTR_TO_BTF_ID and base_type(prev) == RegType.PTR_TO_BTF_ID:
             aux.ptr_type = RegType.PTR_TO_BTF_ID | TypeFlag.PTR_UNTRUSTED
         else:
-            raise env.fail(E.EINVAL, "same insn cannot be used with different pointers")
+            raise env.fail(E.EINVAL, Msg.SAME_INSN_CANNOT_BE_USED_WITH)
 
 
 def check_load_mem(env: VerifierEnv, insn: Insn, strict_once: bool, is_ldsx: bool, ctx: str) -> None:
@@ -749,7 +743,7 @@ def check_store_reg(env: VerifierEnv, insn: Insn, strict_once: bool) -> None:
 
 def check_st_mem(env: VerifierEnv, insn: Insn) -> None:
     if insn.code & 0xE0 != 0x60 or insn.src != 0:
-        raise env.fail(E.EINVAL, "BPF_ST uses reserved fields")
+        raise env.fail(E.EINVAL, Msg.BPF_ST_USES_RESERVED_FIELDS)
     env.check_reg_arg(insn.dst, SRC_OP)
     dst_type = env.regs[insn.dst].type
     check_mem_access(env, env.insn_idx, insn.dst, insn.off, _SIZE[insn.code & 0x18], AccessType.WRITE, -1,
@@ -763,22 +757,22 @@ _ATOMIC_OK = frozenset((0x00, 0x01, 0x50, 0x51, 0x40, 0x41, 0xA0, 0xA1, 0xE1, 0x
 def check_atomic(env: VerifierEnv, insn: Insn) -> None:
     imm = insn.imm & 0xFFFFFFFF
     if imm not in _ATOMIC_OK:
-        raise env.fail(E.EINVAL, f"BPF_ATOMIC uses invalid atomic opcode {imm:02x}")
+        raise env.fail(E.EINVAL, Msg.BPF_ATOMIC_USES_INVALID_ATOMIC_OPCODE.format(imm))
     size = insn.code & 0x18
     if size not in (0x00, 0x18):
-        raise env.fail(E.EINVAL, "invalid atomic operand size")
+        raise env.fail(E.EINVAL, Msg.INVALID_ATOMIC_OPERAND_SIZE)
     env.check_reg_arg(insn.src, SRC_OP)
     env.check_reg_arg(insn.dst, SRC_OP)
     if imm == 0xF1:
         env.check_reg_arg(0, SRC_OP)
         if env.is_pointer_value(0):
-            raise env.fail(E.EACCES, "R0 leaks addr into mem")
+            raise env.fail(E.EACCES, Msg.R0_LEAKS_ADDR_INTO_MEM)
     if env.is_pointer_value(insn.src):
-        raise env.fail(E.EACCES, f"R{insn.src} leaks addr into mem")
+        raise env.fail(E.EACCES, Msg.R_LEAKS_ADDR_INTO_MEM.format(insn.src))
     dreg = env.regs[insn.dst]
     if dreg.type in (RegType.PTR_TO_CTX, RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META,
                      RegType.PTR_TO_FLOW_KEYS) or dreg.type in _SK:
-        raise env.fail(E.EACCES, f"BPF_ATOMIC stores into R{insn.dst} {reg_type_str(dreg.type)} is not allowed")
+        raise env.fail(E.EACCES, Msg.BPF_ATOMIC_STORES_INTO_R_IS.format(insn.dst, reg_type_str(dreg.type)))
     load_reg = -1
     if imm & 1:
         load_reg = 0 if imm == 0xF1 else insn.src
@@ -798,9 +792,9 @@ def check_stack_range_initialized(env: VerifierEnv, regno: int, off: int, access
                                   helper: bool, meta: Any) -> None:
     reg = env.regs[regno]
     state = env.func(reg)
-    extra = " indirect" if helper else ""
+    extra = Msg.INDIRECT if helper else ""
     if access_size == 0 and not zero_ok:
-        raise env.fail(E.EACCES, "invalid zero-sized read")
+        raise env.fail(E.EACCES, Msg.INVALID_ZERO_SIZED_READ)
     clobber = helper
     check_stack_access_within_bounds(env, regno, off, access_size, helper,
                                      AccessType.WRITE if helper else AccessType.READ)
@@ -808,8 +802,8 @@ def check_stack_range_initialized(env: VerifierEnv, regno: int, off: int, access
         min_off = max_off = s64(reg.var_off.value) + off
     else:
         if not env.bypass_spec_v1:
-            raise env.fail(E.EACCES, f"R{regno}{extra} variable offset stack access prohibited for !root, "
-                           f"var_off={tnum_str(reg.var_off)}")
+            raise env.fail(E.EACCES, Msg.R_VARIABLE_OFFSET_STACK_ACCESS_PROHIBITED.format(regno, extra,
+                                                                                          tnum_str(reg.var_off)))
         if meta is not None and meta.raw_mode:
             meta = None
         min_off = reg.smin_value + off
@@ -820,7 +814,7 @@ def check_stack_range_initialized(env: VerifierEnv, regno: int, off: int, access
             if state.allocated_stack <= stack_off:
                 continue
             if state.stack[stack_off // 8].slot_type[stack_off % 8] == STACK_DYNPTR:
-                raise env.fail(E.EACCES, f"potential write to dynptr at off={i} disallowed")
+                raise env.fail(E.EACCES, Msg.POTENTIAL_WRITE_TO_DYNPTR_AT_OFF.format(i))
         meta.access_size = access_size
         meta.regno = regno
         return
@@ -828,7 +822,7 @@ def check_stack_range_initialized(env: VerifierEnv, regno: int, off: int, access
         slot = -i - 1
         spi = slot // BPF_REG_SIZE
         if state.allocated_stack <= slot:
-            raise env.fail(E.EFAULT, "verifier bug: allocated_stack too small")
+            raise env.fail(E.EFAULT, Msg.VERIFIER_BUG_ALLOCATED_STACK_TOO_SMALL)
         stack = state.stack[spi]
         stype = stack.slot_type[slot % BPF_REG_SIZE]
         ok = False
@@ -845,10 +839,10 @@ def check_stack_range_initialized(env: VerifierEnv, regno: int, off: int, access
             ok = True
         if not ok:
             if reg.var_off.mask == 0:
-                raise env.fail(E.EACCES, f"invalid{extra} read from stack R{regno} off {min_off}+{i - min_off} "
-                               f"size {access_size}")
-            raise env.fail(E.EACCES, f"invalid{extra} read from stack R{regno} var_off {tnum_str(reg.var_off)}+"
-                           f"{i - min_off} size {access_size}")
+                raise env.fail(E.EACCES, Msg.INVALID_READ_FROM_STACK_R_OFF.format(extra, regno, min_off, i - min_off,
+                                                                                  access_size))
+            raise env.fail(E.EACCES, Msg.INVALID_READ_FROM_STACK_R_VAR.format(extra, regno, tnum_str(reg.var_off),
+                                                                              i - min_off, access_size))
         env.mark_reg_read(stack.spilled_ptr, stack.spilled_ptr.parent, REG_LIVE_READ64)
 
 
@@ -861,7 +855,7 @@ def check_helper_mem_access(env: VerifierEnv, regno: int, access_size: int, acce
         return
     if bt == RegType.PTR_TO_MAP_KEY:
         if access == AccessType.WRITE:
-            raise env.fail(E.EACCES, f"R{regno} cannot write into {reg_type_str(reg.type)}")
+            raise env.fail(E.EACCES, Msg.R_CANNOT_WRITE_INTO.format(regno, reg_type_str(reg.type)))
         check_mem_region_access(env, regno, reg.off, access_size, reg.map_ptr.key_size, False)
         return
     if bt == RegType.PTR_TO_MAP_VALUE:
@@ -870,12 +864,12 @@ def check_helper_mem_access(env: VerifierEnv, regno: int, access_size: int, acce
         return
     if bt == RegType.PTR_TO_MEM:
         if reg.type & TypeFlag.MEM_RDONLY and access == AccessType.WRITE:
-            raise env.fail(E.EACCES, f"R{regno} cannot write into {reg_type_str(reg.type)}")
+            raise env.fail(E.EACCES, Msg.R_CANNOT_WRITE_INTO.format(regno, reg_type_str(reg.type)))
         check_mem_region_access(env, regno, reg.off, access_size, reg.mem_size, zero_ok)
         return
     if bt == RegType.PTR_TO_BUF:
         if reg.type & TypeFlag.MEM_RDONLY and access == AccessType.WRITE:
-            raise env.fail(E.EACCES, f"R{regno} cannot write into {reg_type_str(reg.type)}")
+            raise env.fail(E.EACCES, Msg.R_CANNOT_WRITE_INTO.format(regno, reg_type_str(reg.type)))
         return
     if bt == RegType.PTR_TO_STACK:
         check_stack_range_initialized(env, regno, reg.off, access_size, zero_ok, True, meta)
@@ -893,8 +887,8 @@ def check_helper_mem_access(env: VerifierEnv, regno: int, access_size: int, acce
         return
     if zero_ok and access_size == 0 and register_is_null(reg):
         return
-    env.verbose(f"R{regno} type={reg_type_str(reg.type)} ")
-    raise env.fail(E.EACCES, f"expected={reg_type_str(RegType.PTR_TO_STACK)}")
+    env.verbose(Msg.R_TYPE_PREFIX.format(regno, reg_type_str(reg.type)))
+    raise env.fail(E.EACCES, Msg.EXPECTED_TYPES.format(reg_type_str(RegType.PTR_TO_STACK)))
 
 
 def check_mem_size_reg(env: VerifierEnv, reg: RegState, regno: int, access: AccessType, zero_ok: bool,
@@ -906,12 +900,12 @@ def check_mem_size_reg(env: VerifierEnv, reg: RegState, regno: int, access: Acce
     if reg.var_off.mask != 0:
         meta = None
     if reg.smin_value < 0:
-        raise env.fail(E.EACCES, f"R{regno} min value is negative, either use unsigned or 'var &= const'")
+        raise env.fail(E.EACCES, Msg.R_MIN_NEGATIVE_VAR_AND.format(regno))
     if reg.umin_value == 0 and not zero_ok:
-        raise env.fail(E.EACCES, f"R{regno} invalid zero-sized read: u64=[{s64(reg.umin_value)},"
-                       f"{s64(reg.umax_value)}]")
+        raise env.fail(E.EACCES, Msg.R_INVALID_ZERO_SIZED_READ_U64.format(regno, s64(reg.umin_value),
+                                                                          s64(reg.umax_value)))
     if reg.umax_value >= BPF_MAX_VAR_SIZ:
-        raise env.fail(E.EACCES, f"R{regno} unbounded memory access, use 'var &= const' or 'if (var < const)'")
+        raise env.fail(E.EACCES, Msg.R_UNBOUNDED_MEMORY_ACCESS_USE_VAR.format(regno))
     check_helper_mem_access(env, regno - 1, reg.umax_value, access, zero_ok, meta)
     mark_chain_precision(env, regno)
 

@@ -22,7 +22,7 @@ from pybpf.verifier.env import (
     VerifierEnv,
     base_type,
 )
-from pybpf.verifier.log import reg_type_str, tnum_str
+from pybpf.verifier.log import Msg, reg_type_str, tnum_str
 from pybpf.verifier.regs import (
     BPF_ADD_CONST,
     REG_LIVE_WRITTEN,
@@ -173,67 +173,43 @@ def coerce_subreg_to_size_sx(reg: RegState, size: int) -> None:
 # -- scalar operations -------------------------------------------------------------------------------
 
 
-def _add_ovf_s(a: int, b: int, lo: int, hi: int) -> tuple[int, bool]:
-    r = a + b
-    return r, not lo <= r <= hi
+def _sum_range(a_lo: int, a_hi: int, b_lo: int, b_hi: int, lo: int, hi: int) -> tuple[int, int]:
+    """[a_lo, a_hi] + [b_lo, b_hi], or the whole [lo, hi] when either end leaves it — the
+    kernel's ``check_add_overflow`` / ``check_sub_overflow`` on both bounds. Subtraction is the
+    sum with the negated range (an unsigned ``a_lo - b_hi`` below 0 is the kernel's
+    "overflow possible, we know nothing")."""
+    r_lo, r_hi = a_lo + b_lo, a_hi + b_hi
+    if r_lo < lo or r_hi > hi:
+        return lo, hi
+    return r_lo, r_hi
 
 
 def scalar32_min_max_add(dst: RegState, src: RegState) -> None:
-    smin = dst.s32_min_value + src.s32_min_value
-    smax = dst.s32_max_value + src.s32_max_value
-    if not (S32_MIN <= smin <= S32_MAX) or not (S32_MIN <= smax <= S32_MAX):
-        dst.s32_min_value, dst.s32_max_value = S32_MIN, S32_MAX
-    else:
-        dst.s32_min_value, dst.s32_max_value = smin, smax
-    umin = dst.u32_min_value + src.u32_min_value
-    umax = dst.u32_max_value + src.u32_max_value
-    if umin > U32 or umax > U32:
-        dst.u32_min_value, dst.u32_max_value = 0, U32
-    else:
-        dst.u32_min_value, dst.u32_max_value = umin, umax
+    dst.s32_min_value, dst.s32_max_value = _sum_range(dst.s32_min_value, dst.s32_max_value, src.s32_min_value,
+                                                      src.s32_max_value, S32_MIN, S32_MAX)
+    dst.u32_min_value, dst.u32_max_value = _sum_range(dst.u32_min_value, dst.u32_max_value, src.u32_min_value,
+                                                      src.u32_max_value, 0, U32)
 
 
 def scalar_min_max_add(dst: RegState, src: RegState) -> None:
-    smin = dst.smin_value + src.smin_value
-    smax = dst.smax_value + src.smax_value
-    if not (S64_MIN <= smin <= S64_MAX) or not (S64_MIN <= smax <= S64_MAX):
-        dst.smin_value, dst.smax_value = S64_MIN, S64_MAX
-    else:
-        dst.smin_value, dst.smax_value = smin, smax
-    umin = dst.umin_value + src.umin_value
-    umax = dst.umax_value + src.umax_value
-    if umin > U64 or umax > U64:
-        dst.umin_value, dst.umax_value = 0, U64
-    else:
-        dst.umin_value, dst.umax_value = umin, umax
+    dst.smin_value, dst.smax_value = _sum_range(dst.smin_value, dst.smax_value, src.smin_value, src.smax_value,
+                                                S64_MIN, S64_MAX)
+    dst.umin_value, dst.umax_value = _sum_range(dst.umin_value, dst.umax_value, src.umin_value, src.umax_value,
+                                                0, U64)
 
 
 def scalar32_min_max_sub(dst: RegState, src: RegState) -> None:
-    smin = dst.s32_min_value - src.s32_max_value
-    smax = dst.s32_max_value - src.s32_min_value
-    if not (S32_MIN <= smin <= S32_MAX) or not (S32_MIN <= smax <= S32_MAX):
-        dst.s32_min_value, dst.s32_max_value = S32_MIN, S32_MAX
-    else:
-        dst.s32_min_value, dst.s32_max_value = smin, smax
-    if dst.u32_min_value < src.u32_max_value:
-        dst.u32_min_value, dst.u32_max_value = 0, U32
-    else:
-        dst.u32_min_value -= src.u32_max_value
-        dst.u32_max_value -= src.u32_min_value
+    dst.s32_min_value, dst.s32_max_value = _sum_range(dst.s32_min_value, dst.s32_max_value, -src.s32_max_value,
+                                                      -src.s32_min_value, S32_MIN, S32_MAX)
+    dst.u32_min_value, dst.u32_max_value = _sum_range(dst.u32_min_value, dst.u32_max_value, -src.u32_max_value,
+                                                      -src.u32_min_value, 0, U32)
 
 
 def scalar_min_max_sub(dst: RegState, src: RegState) -> None:
-    smin = dst.smin_value - src.smax_value
-    smax = dst.smax_value - src.smin_value
-    if not (S64_MIN <= smin <= S64_MAX) or not (S64_MIN <= smax <= S64_MAX):
-        dst.smin_value, dst.smax_value = S64_MIN, S64_MAX
-    else:
-        dst.smin_value, dst.smax_value = smin, smax
-    if dst.umin_value < src.umax_value:
-        dst.umin_value, dst.umax_value = 0, U64
-    else:
-        dst.umin_value -= src.umax_value
-        dst.umax_value -= src.umin_value
+    dst.smin_value, dst.smax_value = _sum_range(dst.smin_value, dst.smax_value, -src.smax_value, -src.smin_value,
+                                                S64_MIN, S64_MAX)
+    dst.umin_value, dst.umax_value = _sum_range(dst.umin_value, dst.umax_value, -src.umax_value, -src.umin_value,
+                                                0, U64)
 
 
 def scalar32_min_max_mul(dst: RegState, src: RegState) -> None:
@@ -524,16 +500,16 @@ def check_reg_sane_offset(env: VerifierEnv, reg: RegState, t: int) -> bool:
     val = s64(reg.var_off.value)
     smin = reg.smin_value
     if known and (val >= BPF_MAX_VAR_OFF or val <= -BPF_MAX_VAR_OFF):
-        env.verbose(f"math between {reg_type_str(t)} pointer and {val} is not allowed\n")
+        env.verbose(Msg.MATH_BETWEEN_POINTER_AND_IS_NOT.format(reg_type_str(t), val))
         return False
     if reg.off >= BPF_MAX_VAR_OFF or reg.off <= -BPF_MAX_VAR_OFF:
-        env.verbose(f"{reg_type_str(t)} pointer offset {reg.off} is not allowed\n")
+        env.verbose(Msg.POINTER_OFFSET_IS_NOT_ALLOWED.format(reg_type_str(t), reg.off))
         return False
     if smin == S64_MIN:
-        env.verbose(f"math between {reg_type_str(t)} pointer and register with unbounded min value is not allowed\n")
+        env.verbose(Msg.MATH_BETWEEN_POINTER_AND_REGISTER_WITH.format(reg_type_str(t)))
         return False
     if smin >= BPF_MAX_VAR_OFF or smin <= -BPF_MAX_VAR_OFF:
-        env.verbose(f"value {smin} makes {reg_type_str(t)} pointer be out of bounds\n")
+        env.verbose(Msg.VALUE_MAKES_POINTER_BE_OUT_OF.format(smin, reg_type_str(t)))
         return False
     return True
 
@@ -544,11 +520,9 @@ def _fits_s32(v: int) -> bool:
 
 def _check_stack_access_for_ptr_arithmetic(env: VerifierEnv, regno: int, reg: RegState, off: int) -> None:
     if reg.var_off.mask != 0:
-        raise env.fail(E.EACCES, f"R{regno} variable stack access prohibited for !root, "
-                       f"var_off={tnum_str(reg.var_off)} off={off}")
+        raise env.fail(E.EACCES, Msg.R_VARIABLE_STACK_ACCESS_PROHIBITED_FOR.format(regno, tnum_str(reg.var_off), off))
     if off >= 0 or off < -MAX_BPF_STACK:
-        raise env.fail(E.EACCES, f"R{regno} stack pointer arithmetic goes out of range, prohibited for !root; "
-                       f"off={off}")
+        raise env.fail(E.EACCES, Msg.R_STACK_POINTER_ARITHMETIC_GOES_OUT.format(regno, off))
 
 
 def _sanitize_check_bounds(env: VerifierEnv, insn: Insn, dst: RegState) -> None:
@@ -562,8 +536,7 @@ def _sanitize_check_bounds(env: VerifierEnv, insn: Insn, dst: RegState) -> None:
         try:
             check_map_access(env, insn.dst, dst.off, 1, False, helper=True)
         except Exception:
-            raise env.fail(E.EACCES, f"R{insn.dst} pointer arithmetic of map value goes out of range, "
-                           "prohibited for !root") from None
+            raise env.fail(E.EACCES, Msg.R_POINTER_ARITHMETIC_OF_MAP_VALUE.format(insn.dst)) from None
 
 
 BPF_ALU_SANITIZE_SRC, BPF_ALU_SANITIZE_DST, BPF_ALU_NEG_VALUE = 1, 2, 4
@@ -659,21 +632,20 @@ def _sanitize_ptr_alu(env: VerifierEnv, insn: Insn, ptr: RegState, off_reg: RegS
 
 
 def _sanitize_err(env: VerifierEnv, insn: Insn, reason: int, off_is_dst: bool) -> Reject:
-    err = "pointer arithmetic with it prohibited for !root"
+    err = Msg.SANITIZE_PROHIBITED_FOR_UNPRIV
     op = "add" if insn.code & 0xF0 == 0 else "sub"
     if reason == REASON_BOUNDS:
-        return env.fail(E.EACCES, f"R{insn.dst if off_is_dst else insn.src} has unknown scalar with mixed "
-                        f"signed bounds, {err}")
+        return env.fail(E.EACCES, Msg.R_HAS_UNKNOWN_SCALAR_WITH_MIXED.format(insn.dst if off_is_dst else insn.src, err))
     if reason == REASON_TYPE:
-        return env.fail(E.EACCES, f"R{insn.src if off_is_dst else insn.dst} has pointer with unsupported alu "
-                        f"operation, {err}")
+        return env.fail(E.EACCES, Msg.R_HAS_POINTER_WITH_UNSUPPORTED_ALU.format(insn.src if off_is_dst else insn.dst,
+                                                                                err))
     if reason == REASON_PATHS:
-        return env.fail(E.EACCES, f"R{insn.dst} tried to {op} from different maps, paths or scalars, {err}")
+        return env.fail(E.EACCES, Msg.R_TRIED_TO_FROM_DIFFERENT_MAPS.format(insn.dst, op, err))
     if reason == REASON_LIMIT:
-        return env.fail(E.EACCES, f"R{insn.dst} tried to {op} beyond pointer bounds, {err}")
+        return env.fail(E.EACCES, Msg.R_TRIED_TO_BEYOND_POINTER_BOUNDS.format(insn.dst, op, err))
     if reason == REASON_STACK:
-        return env.fail(E.EACCES, f"R{insn.dst} could not be pushed for speculative verification, {err}")
-    return env.fail(E.EFAULT, f"verifier internal error: unknown reason ({reason})")
+        return env.fail(E.EACCES, Msg.R_COULD_NOT_BE_PUSHED_FOR.format(insn.dst, err))
+    return env.fail(E.EFAULT, Msg.VERIFIER_INTERNAL_ERROR_UNKNOWN_REASON.format(reason))
 
 
 def _sanitize_val_alu(env: VerifierEnv, insn: Insn) -> None:
@@ -700,10 +672,9 @@ def adjust_ptr_min_max_vals(env: VerifierEnv, insn: Insn, ptr_reg: RegState, off
         if op == 0x10 and env.allow_ptr_leaks:
             env.mark_reg_unknown(dst_reg)
             return
-        raise env.fail(E.EACCES, f"R{dst} 32-bit pointer arithmetic prohibited")
+        raise env.fail(E.EACCES, Msg.R_32_BIT_POINTER_ARITHMETIC_PROHIBITED.format(dst))
     if ptr_reg.type & TypeFlag.PTR_MAYBE_NULL:
-        raise env.fail(E.EACCES, f"R{dst} pointer arithmetic on {reg_type_str(ptr_reg.type)} prohibited, "
-                       "null-check it first")
+        raise env.fail(E.EACCES, Msg.R_POINTER_ARITHMETIC_ON_PROHIBITED_NULL.format(dst, reg_type_str(ptr_reg.type)))
     bt = base_type(ptr_reg.type)
     allowed = bt in (RegType.PTR_TO_CTX, RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_STACK,
                      RegType.PTR_TO_PACKET_META, RegType.PTR_TO_PACKET, RegType.PTR_TO_TP_BUFFER,
@@ -714,7 +685,7 @@ def adjust_ptr_min_max_vals(env: VerifierEnv, insn: Insn, ptr_reg: RegState, off
         if (bt == RegType.PTR_TO_FLOW_KEYS and known) or (bt in flow_or_map and known and smin_val == 0 and op == 0):
             allowed = True
     if not allowed:
-        raise env.fail(E.EACCES, f"R{dst} pointer arithmetic on {reg_type_str(ptr_reg.type)} prohibited")
+        raise env.fail(E.EACCES, Msg.R_POINTER_ARITHMETIC_ON_PROHIBITED.format(dst, reg_type_str(ptr_reg.type)))
     dst_is_ptr = dst_reg is ptr_reg
     ptr_reg = ptr_reg.copy()
     if not dst_is_ptr:
@@ -751,9 +722,9 @@ def adjust_ptr_min_max_vals(env: VerifierEnv, insn: Insn, ptr_reg: RegState, off
                 dst_reg.range = 0
     elif op == 0x10:
         if not dst_is_ptr:
-            raise env.fail(E.EACCES, f"R{dst} tried to subtract pointer from scalar")
+            raise env.fail(E.EACCES, Msg.R_TRIED_TO_SUBTRACT_POINTER_FROM.format(dst))
         if ptr_reg.type == RegType.PTR_TO_STACK:
-            raise env.fail(E.EACCES, f"R{dst} subtraction from stack pointer prohibited")
+            raise env.fail(E.EACCES, Msg.R_SUBTRACTION_FROM_STACK_POINTER_PROHIBITED.format(dst))
         if known and _fits_s32(ptr_reg.off - smin_val):
             dst_reg.smin_value, dst_reg.smax_value = smin_ptr, smax_ptr
             dst_reg.umin_value, dst_reg.umax_value = umin_ptr, umax_ptr
@@ -778,9 +749,9 @@ def adjust_ptr_min_max_vals(env: VerifierEnv, insn: Insn, ptr_reg: RegState, off
                 if smin_val < 0:
                     dst_reg.range = 0
     elif op in (0x50, 0x40, 0xA0):
-        raise env.fail(E.EACCES, f"R{dst} bitwise operator {ALU_STR[op]} on pointer prohibited")
+        raise env.fail(E.EACCES, Msg.R_BITWISE_OPERATOR_ON_POINTER_PROHIBITED.format(dst, ALU_STR[op]))
     else:
-        raise env.fail(E.EACCES, f"R{dst} pointer arithmetic with {ALU_STR[op]} operator prohibited")
+        raise env.fail(E.EACCES, Msg.R_POINTER_ARITHMETIC_WITH_OPERATOR_PROHIBITED.format(dst, ALU_STR[op]))
     if not check_reg_sane_offset(env, dst_reg, ptr_reg.type):
         raise Reject(E.EINVAL)
     reg_bounds_sync(dst_reg)
@@ -812,7 +783,7 @@ def adjust_reg_min_max_vals(env: VerifierEnv, insn: Insn) -> None:
                 if op == 0x10 and env.allow_ptr_leaks:
                     env.mark_reg_unknown(dst_reg)
                     return
-                raise env.fail(E.EACCES, f"R{insn.dst} pointer {ALU_STR[op]} pointer prohibited")
+                raise env.fail(E.EACCES, Msg.R_POINTER_POINTER_PROHIBITED.format(insn.dst, ALU_STR[op]))
             mark_chain_precision(env, insn.dst)
             off_reg = dst_reg.copy()
             adjust_ptr_min_max_vals(env, insn, src_reg, off_reg)
@@ -869,28 +840,27 @@ def check_alu_op(env: VerifierEnv, insn: Insn) -> None:
     if op in (0xD0, 0x80):
         if op == 0x80:
             if src_x or insn.src != 0 or insn.off != 0 or insn.imm != 0:
-                raise env.fail(E.EINVAL, "BPF_NEG uses reserved fields")
+                raise env.fail(E.EINVAL, Msg.BPF_NEG_USES_RESERVED_FIELDS)
         elif insn.src != 0 or insn.off != 0 or insn.imm not in (16, 32, 64) or (cls == 7 and src_x):
-            raise env.fail(E.EINVAL, "BPF_END uses reserved fields")
+            raise env.fail(E.EINVAL, Msg.BPF_END_USES_RESERVED_FIELDS)
         env.check_reg_arg(insn.dst, SRC_OP)
         if env.is_pointer_value(insn.dst):
-            raise env.fail(E.EACCES, f"R{insn.dst} pointer arithmetic prohibited")
+            raise env.fail(E.EACCES, Msg.R_POINTER_ARITHMETIC_PROHIBITED.format(insn.dst))
         env.check_reg_arg(insn.dst, DST_OP)
     elif op == 0xB0:
         if src_x:
             if cls == 4:
                 if insn.off not in (0, 8, 16) or insn.imm:
-                    raise env.fail(E.EINVAL, "BPF_MOV uses reserved fields")
+                    raise env.fail(E.EINVAL, Msg.BPF_MOV_USES_RESERVED_FIELDS)
             elif insn.off == 1:
                 if insn.imm not in (1, 1 << 16):
-                    raise env.fail(E.EINVAL, "addr_space_cast insn can only convert between address space 1 and 0")
-                raise env.fail(E.EINVAL, "addr_space_cast insn can only be used in a program that has an "
-                               "associated arena")
+                    raise env.fail(E.EINVAL, Msg.ADDR_SPACE_CAST_AS)
+                raise env.fail(E.EINVAL, Msg.ADDR_SPACE_CAST_WITHOUT_ARENA)
             elif insn.off not in (0, 8, 16, 32) or insn.imm:
-                raise env.fail(E.EINVAL, "BPF_MOV uses reserved fields")
+                raise env.fail(E.EINVAL, Msg.BPF_MOV_USES_RESERVED_FIELDS)
             env.check_reg_arg(insn.src, SRC_OP)
         elif insn.src != 0 or insn.off != 0:
-            raise env.fail(E.EINVAL, "BPF_MOV uses reserved fields")
+            raise env.fail(E.EINVAL, Msg.BPF_MOV_USES_RESERVED_FIELDS)
         env.check_reg_arg(insn.dst, DST_OP_NO_MARK)
         dst_reg = regs[insn.dst]
         if src_x:
@@ -902,7 +872,7 @@ def check_alu_op(env: VerifierEnv, insn: Insn) -> None:
                     dst_reg.live |= REG_LIVE_WRITTEN
                     dst_reg.subreg_def = 0
                 elif env.is_pointer_value(insn.src):
-                    raise env.fail(E.EACCES, f"R{insn.src} sign-extension part of pointer")
+                    raise env.fail(E.EACCES, Msg.R_SIGN_EXTENSION_PART_OF_POINTER.format(insn.src))
                 elif src_reg.type == RegType.SCALAR_VALUE:
                     no_sext = src_reg.umax_value < (1 << (insn.off - 1))
                     if no_sext:
@@ -918,7 +888,7 @@ def check_alu_op(env: VerifierEnv, insn: Insn) -> None:
                     env.mark_reg_unknown(dst_reg)
             else:
                 if env.is_pointer_value(insn.src):
-                    raise env.fail(E.EACCES, f"R{insn.src} partial copy of pointer")
+                    raise env.fail(E.EACCES, Msg.R_PARTIAL_COPY_OF_POINTER.format(insn.src))
                 if src_reg.type == RegType.SCALAR_VALUE:
                     if insn.off == 0:
                         is_u32 = _reg_width(src_reg) <= 32
@@ -953,22 +923,22 @@ def check_alu_op(env: VerifierEnv, insn: Insn) -> None:
             else:
                 __mark_reg_known(dst_reg, insn.imm & U32)
     elif op > 0xD0:
-        raise env.fail(E.EINVAL, f"invalid BPF_ALU opcode {op:x}")
+        raise env.fail(E.EINVAL, Msg.INVALID_BPF_ALU_OPCODE.format(op))
     else:
         if src_x:
             if insn.imm != 0 or insn.off not in (0, 1) or (insn.off == 1 and op not in (0x90, 0x30)):
-                raise env.fail(E.EINVAL, "BPF_ALU uses reserved fields")
+                raise env.fail(E.EINVAL, Msg.BPF_ALU_USES_RESERVED_FIELDS)
             env.check_reg_arg(insn.src, SRC_OP)
         elif insn.src != 0 or insn.off not in (0, 1) or (insn.off == 1 and op not in (0x90, 0x30)):
-            raise env.fail(E.EINVAL, "BPF_ALU uses reserved fields")
+            raise env.fail(E.EINVAL, Msg.BPF_ALU_USES_RESERVED_FIELDS)
         env.check_reg_arg(insn.dst, SRC_OP)
         imm = s32(insn.imm)
         if op in (0x90, 0x30) and not src_x and imm == 0:
-            raise env.fail(E.EINVAL, "div by zero")
+            raise env.fail(E.EINVAL, Msg.DIV_BY_ZERO)
         if op in (0x60, 0x70, 0xC0) and not src_x:
             size = 64 if cls == 7 else 32
             if imm < 0 or imm >= size:
-                raise env.fail(E.EINVAL, f"invalid shift {imm}")
+                raise env.fail(E.EINVAL, Msg.INVALID_SHIFT.format(imm))
         env.check_reg_arg(insn.dst, DST_OP_NO_MARK)
         adjust_reg_min_max_vals(env, insn)
     reg_bounds_sanity_check(env, regs[insn.dst], "alu")
@@ -979,10 +949,11 @@ def reg_bounds_sanity_check(env: VerifierEnv, reg: RegState, ctx: str) -> None:
     if msg is None:
         return
     env.verbose(
-        f"REG INVARIANTS VIOLATION ({ctx}): {msg} u64=[{reg.umin_value:#x}, {reg.umax_value:#x}] "
-        f"s64=[{reg.smin_value & U64:#x}, {reg.smax_value & U64:#x}] u32=[{reg.u32_min_value:#x}, "
-        f"{reg.u32_max_value:#x}] s32=[{reg.s32_min_value & U32:#x}, {reg.s32_max_value & U32:#x}] "
-        f"var_off=({reg.var_off.value:#x}, {reg.var_off.mask:#x})\n"
+        Msg.REG_INVARIANTS_VIOLATION_U64_S64_U32.format(ctx, msg, reg.umin_value, reg.umax_value,
+                                                        reg.smin_value & U64, reg.smax_value & U64,
+                                                        reg.u32_min_value, reg.u32_max_value,
+                                                        reg.s32_min_value & U32, reg.s32_max_value & U32,
+                                                        reg.var_off.value, reg.var_off.mask)
     )
     if env.test_reg_invariants:
         raise Reject(E.EFAULT)

@@ -24,7 +24,7 @@ from pybpf.verifier.checks.mem import (
     register_is_null,
 )
 from pybpf.verifier.env import DST_OP_NO_MARK, SRC_OP, Reject, VerifierEnv, base_type, type_may_be_null
-from pybpf.verifier.log import format_state, reg_type_str
+from pybpf.verifier.log import Msg, format_state, reg_type_str
 from pybpf.verifier.maps import special_fields
 from pybpf.verifier.regs import (
     S64_MAX,
@@ -174,7 +174,7 @@ def check_reference_leak(env: VerifierEnv, exception_exit: bool) -> None:
     for ref in state.refs:
         if not exception_exit and state.in_callback_fn and ref.callback_ref != state.frameno:
             continue
-        env.verbose(f"Unreleased reference id={ref.id} alloc_insn={ref.insn_idx}\n")
+        env.verbose(Msg.UNRELEASED_REFERENCE_ID_ALLOC_INSN.format(ref.id, ref.insn_idx))
         lingering = True
     if lingering:
         raise Reject(E.EINVAL)
@@ -193,7 +193,7 @@ def check_reg_type(env: VerifierEnv, regno: int, arg_type: int, meta: CallArgMet
     reg = env.regs[regno]
     compatible = _COMPATIBLE.get(base_type(arg_type))
     if compatible is None:
-        raise env.fail(E.EFAULT, f"verifier internal error: unsupported arg type {arg_type}")
+        raise env.fail(E.EFAULT, Msg.VERIFIER_INTERNAL_ERROR_UNSUPPORTED_ARG_TYPE.format(arg_type))
     t = reg.type
     if arg_type & F.MEM_RDONLY:
         t &= ~F.MEM_RDONLY
@@ -202,16 +202,16 @@ def check_reg_type(env: VerifierEnv, regno: int, arg_type: int, meta: CallArgMet
     if base_type(arg_type) == ArgType.ARG_PTR_TO_MEM:
         t &= ~_DYNPTR_FLAGS
     if t not in compatible:
-        env.verbose(f"R{regno} type={reg_type_str(reg.type)} expected=")
+        env.verbose(Msg.R_TYPE_EXPECTED_PREFIX.format(regno, reg_type_str(reg.type)))
         names = [reg_type_str(c) for c in compatible]
         raise env.fail(E.EACCES, ", ".join(names))
     if base_type(reg.type) != R.PTR_TO_BTF_ID:
         return
     if compatible is _COMPATIBLE[int(ArgType.ARG_PTR_TO_MEM)] and not arg_type & F.MEM_RDONLY:
-        raise env.fail(E.EACCES, f"{fname(meta.func_id)}() may write into memory pointed by R{regno} "
-                       f"type={reg_type_str(reg.type)}")
+        raise env.fail(E.EACCES, Msg.MAY_WRITE_INTO_MEMORY_POINTED_BY.format(fname(meta.func_id), regno,
+                                                                             reg_type_str(reg.type)))
     if type_may_be_null(reg.type) and (not type_may_be_null(arg_type) or arg_type & F.OBJ_RELEASE):
-        raise env.fail(E.EACCES, f"Possibly NULL pointer passed to helper arg{regno}")
+        raise env.fail(E.EACCES, Msg.POSSIBLY_NULL_POINTER_PASSED_TO_HELPER.format(regno))
 
 
 def check_func_arg_reg_off(env: VerifierEnv, reg: RegState, regno: int, arg_type: int) -> None:
@@ -220,8 +220,7 @@ def check_func_arg_reg_off(env: VerifierEnv, reg: RegState, regno: int, arg_type
         if base_type(arg_type) == ArgType.ARG_PTR_TO_DYNPTR and t == R.PTR_TO_STACK:
             return
         if reg.off:
-            raise env.fail(E.EINVAL, f"R{regno} must have zero offset when passed to release func or trusted "
-                           "arg to kfunc")
+            raise env.fail(E.EINVAL, Msg.R_MUST_HAVE_ZERO_OFFSET_WHEN.format(regno))
         check_ptr_off_reg(env, reg, regno, False)
         return
     if t in _OFF_OK:
@@ -233,29 +232,28 @@ def _process_spin_lock(env: VerifierEnv, regno: int, is_lock: bool) -> None:
     reg = env.regs[regno]
     cur = env.cur_state
     if reg.var_off.mask != 0:
-        raise env.fail(E.EINVAL, f"R{regno} doesn't have constant offset. bpf_spin_lock has to be at the "
-                       "constant offset")
+        raise env.fail(E.EINVAL, Msg.SPIN_LOCK_NOT_CONSTANT_OFFSET.format(regno))
     m = reg.map_ptr if reg.type == R.PTR_TO_MAP_VALUE else None
     if m is not None and not getattr(m, "has_btf", True):
-        raise env.fail(E.EINVAL, f"map '{m.name}' has to have BTF in order to use bpf_spin_lock")
+        raise env.fail(E.EINVAL, Msg.MAP_HAS_TO_HAVE_BTF_IN.format(m.name))
     fields = special_fields(m)
     lock_off = next((off for name, off, _ in fields if name == "bpf_spin_lock"), None)
     if lock_off is None:
-        raise env.fail(E.EINVAL, f"{'map' if m is not None else 'local'} '{m.name if m is not None else 'kptr'}' "
-                       "has no valid bpf_spin_lock")
+        raise env.fail(E.EINVAL, Msg.HAS_NO_VALID_BPF_SPIN_LOCK.format('map' if m is not None else 'local',
+                                                                       m.name if m is not None else 'kptr'))
     val = reg.var_off.value + reg.off
     if lock_off != val:
-        raise env.fail(E.EINVAL, f"off {val} doesn't point to 'struct bpf_spin_lock' that is at {lock_off}")
+        raise env.fail(E.EINVAL, Msg.OFF_NOT_SPIN_LOCK.format(val, lock_off))
     if is_lock:
         if cur.active_lock_ptr is not None:
-            raise env.fail(E.EINVAL, "Locking two bpf_spin_locks are not allowed")
+            raise env.fail(E.EINVAL, Msg.LOCKING_TWO_BPF_SPIN_LOCKS_ARE)
         cur.active_lock_ptr = m
         cur.active_lock_id = reg.id
     else:
         if cur.active_lock_ptr is None:
-            raise env.fail(E.EINVAL, "bpf_spin_unlock without taking a lock")
+            raise env.fail(E.EINVAL, Msg.BPF_SPIN_UNLOCK_WITHOUT_TAKING_A)
         if cur.active_lock_ptr is not m or cur.active_lock_id != reg.id:
-            raise env.fail(E.EINVAL, "bpf_spin_unlock of different lock")
+            raise env.fail(E.EINVAL, Msg.BPF_SPIN_UNLOCK_OF_DIFFERENT_LOCK)
         cur.active_lock_ptr = None
         cur.active_lock_id = 0
 
@@ -276,20 +274,20 @@ def check_func_arg(env: VerifierEnv, arg: int, meta: CallArgMeta, fn: HelperProt
     env.check_reg_arg(regno, SRC_OP)
     if arg_type == ArgType.ARG_ANYTHING:
         if env.is_pointer_value(regno):
-            raise env.fail(E.EACCES, f"R{regno} leaks addr into helper function")
+            raise env.fail(E.EACCES, Msg.R_LEAKS_ADDR_INTO_HELPER_FUNCTION.format(regno))
         return
     if reg.type in (R.PTR_TO_PACKET, R.PTR_TO_PACKET_META):
         if not env.desc.packet_access or not meta.pkt_access:
-            raise env.fail(E.EACCES, "helper access to the packet is not allowed")
+            raise env.fail(E.EACCES, Msg.HELPER_ACCESS_TO_THE_PACKET_IS)
     if base_type(arg_type) == ArgType.ARG_PTR_TO_MAP_VALUE:
         if meta.map_ptr is None:
-            raise env.fail(E.EACCES, "invalid map_ptr to access map->type")
+            raise env.fail(E.EACCES, Msg.INVALID_MAP_PTR_TYPE)
         mt = meta.map_ptr.map_type
         if mt in (MapType.SOCKMAP, MapType.SOCKHASH):
             if arg_type == ArgType.ARG_PTR_TO_MAP_VALUE:
                 arg_type = ArgType.ARG_PTR_TO_BTF_ID_SOCK_COMMON
             else:
-                raise env.fail(E.EINVAL, "invalid arg_type for sockmap/sockhash")
+                raise env.fail(E.EINVAL, Msg.INVALID_ARG_TYPE_FOR_SOCKMAP_SOCKHASH)
         elif mt == MapType.BLOOM_FILTER and meta.func_id == H.map_peek_elem:
             arg_type = ArgType.ARG_PTR_TO_MAP_VALUE
     skip_type_check = False
@@ -301,25 +299,24 @@ def check_func_arg(env: VerifierEnv, arg: int, meta: CallArgMeta, fn: HelperProt
         check_func_arg_reg_off(env, reg, regno, arg_type)
     if arg_type & F.OBJ_RELEASE:
         if base_type(arg_type) == ArgType.ARG_PTR_TO_DYNPTR:
-            raise env.fail(E.EINVAL, f"arg {regno} is an unacquired reference")
+            raise env.fail(E.EINVAL, Msg.ARG_IS_AN_UNACQUIRED_REFERENCE.format(regno))
         if not reg.ref_obj_id and not register_is_null(reg):
-            raise env.fail(E.EINVAL, f"R{regno} must be referenced when passed to release function")
+            raise env.fail(E.EINVAL, Msg.R_MUST_BE_REFERENCED_WHEN_PASSED.format(regno))
         meta.release_regno = regno
     if reg.ref_obj_id and base_type(arg_type) != ArgType.ARG_KPTR_XCHG_DEST:
         if meta.ref_obj_id:
-            raise env.fail(E.EFAULT, f"verifier internal error: more than one arg with ref_obj_id R{regno} "
-                           f"{reg.ref_obj_id} {meta.ref_obj_id}")
+            raise env.fail(E.EFAULT, Msg.VERIFIER_INTERNAL_ERROR_MORE_THAN_ONE.format(regno, reg.ref_obj_id,
+                                                                                      meta.ref_obj_id))
         meta.ref_obj_id = reg.ref_obj_id
     bt = base_type(arg_type)
     if bt == ArgType.ARG_CONST_MAP_PTR:
         if meta.map_ptr is not None and (meta.map_ptr is not reg.map_ptr or meta.map_uid != reg.map_uid):
-            raise env.fail(E.EINVAL, f"timer pointer in R1 map_uid={meta.map_uid} doesn't match map pointer in "
-                           f"R2 map_uid={reg.map_uid}")
+            raise env.fail(E.EINVAL, Msg.TIMER_POINTER_IN_R1_MAP_UID.format(meta.map_uid, reg.map_uid))
         meta.map_ptr = reg.map_ptr
         meta.map_uid = reg.map_uid
     elif bt == ArgType.ARG_PTR_TO_MAP_KEY:
         if meta.map_ptr is None:
-            raise env.fail(E.EACCES, "invalid map_ptr to access map->key")
+            raise env.fail(E.EACCES, Msg.INVALID_MAP_PTR_KEY)
         from pybpf.progtypes.types import AccessType
 
         check_helper_mem_access(env, regno, meta.map_ptr.key_size, AccessType.READ, False, None)
@@ -327,7 +324,7 @@ def check_func_arg(env: VerifierEnv, arg: int, meta: CallArgMeta, fn: HelperProt
         if type_may_be_null(arg_type) and register_is_null(reg):
             return
         if meta.map_ptr is None:
-            raise env.fail(E.EACCES, "invalid map_ptr to access map->value")
+            raise env.fail(E.EACCES, Msg.INVALID_MAP_PTR_VALUE)
         from pybpf.progtypes.types import AccessType
 
         meta.raw_mode = arg_type & F.MEM_UNINIT
@@ -339,7 +336,7 @@ def check_func_arg(env: VerifierEnv, arg: int, meta: CallArgMeta, fn: HelperProt
         elif meta.func_id == H.spin_unlock:
             _process_spin_lock(env, regno, False)
         else:
-            raise env.fail(E.EFAULT, "verifier internal error")
+            raise env.fail(E.EFAULT, Msg.VERIFIER_INTERNAL_ERROR)
     elif bt == ArgType.ARG_PTR_TO_TIMER:
         _process_timer(env, regno, meta)
     elif bt == ArgType.ARG_PTR_TO_FUNC:
@@ -362,7 +359,7 @@ def check_func_arg(env: VerifierEnv, arg: int, meta: CallArgMeta, fn: HelperProt
                            bt == ArgType.ARG_CONST_SIZE_OR_ZERO, meta)
     elif bt == ArgType.ARG_CONST_ALLOC_SIZE_OR_ZERO:
         if reg.var_off.mask != 0:
-            raise env.fail(E.EACCES, f"R{regno} is not a known constant'")
+            raise env.fail(E.EACCES, Msg.R_IS_NOT_A_KNOWN_CONSTANT.format(regno))
         meta.mem_size = reg.var_off.value
         mark_chain_precision(env, regno)
     elif bt == ArgType.ARG_PTR_TO_CONST_STR:
@@ -370,34 +367,32 @@ def check_func_arg(env: VerifierEnv, arg: int, meta: CallArgMeta, fn: HelperProt
             raise Reject(E.EINVAL)
         m = reg.map_ptr
         if not _map_is_rdonly(m):
-            raise env.fail(E.EACCES, f"R{regno} does not point to a readonly map'")
+            raise env.fail(E.EACCES, Msg.R_DOES_NOT_POINT_TO_A.format(regno))
         if reg.var_off.mask != 0:
-            raise env.fail(E.EACCES, f"R{regno} is not a constant address'")
+            raise env.fail(E.EACCES, Msg.R_IS_NOT_A_CONSTANT_ADDRESS.format(regno))
         from pybpf.verifier.maps import direct_read
 
         off = reg.off + reg.var_off.value
         data = direct_read(m, off, m.value_size - off)
         if data is not None and 0 not in data:
-            raise env.fail(E.EINVAL, "string is not zero-terminated")
+            raise env.fail(E.EINVAL, Msg.STRING_IS_NOT_ZERO_TERMINATED)
     elif bt == ArgType.ARG_PTR_TO_DYNPTR:
-        raise env.fail(E.EINVAL, "dynptr arguments are not supported by pybpf")
+        raise env.fail(E.EINVAL, Msg.DYNPTR_ARGUMENTS_ARE_NOT_SUPPORTED_BY)
 
 
 def _process_timer(env: VerifierEnv, regno: int, meta: CallArgMeta) -> None:
     reg = env.regs[regno]
     if reg.var_off.mask != 0:
-        raise env.fail(E.EINVAL, f"R{regno} doesn't have constant offset. bpf_timer has to be at the constant "
-                       "offset")
+        raise env.fail(E.EINVAL, Msg.TIMER_NOT_CONSTANT_OFFSET.format(regno))
     m = reg.map_ptr
     fields = special_fields(m)
     timer_off = next((off for name, off, _ in fields if name == "bpf_timer"), None)
     if timer_off is None:
-        raise env.fail(E.EINVAL, f"map '{m.name}' has no valid bpf_timer")
+        raise env.fail(E.EINVAL, Msg.MAP_HAS_NO_VALID_BPF_TIMER.format(m.name))
     if timer_off != reg.var_off.value + reg.off:
-        raise env.fail(E.EINVAL, f"off {reg.var_off.value + reg.off} doesn't point to 'struct bpf_timer' that is "
-                       f"at {timer_off}")
+        raise env.fail(E.EINVAL, Msg.OFF_NOT_TIMER.format(reg.var_off.value + reg.off, timer_off))
     if meta.map_ptr is not None:
-        raise env.fail(E.EFAULT, "verifier bug. Two map pointers in a timer helper")
+        raise env.fail(E.EFAULT, Msg.VERIFIER_BUG_TWO_MAP_POINTERS_IN)
     meta.map_uid = reg.map_uid
     meta.map_ptr = m
 
@@ -469,9 +464,9 @@ def check_map_func_compatibility(env: VerifierEnv, m: Any, func_id: int) -> None
         if func_id in need:
             ok = mt in need[func_id]
             if ok and func_id == H.tail_call and len(env.subprog_info) > 1 and not _jit_subprog_tailcalls():
-                raise env.fail(E.EINVAL, "tail_calls are not allowed in non-JITed programs with bpf-to-bpf calls")
+                raise env.fail(E.EINVAL, Msg.TAIL_CALLS_ARE_NOT_ALLOWED_IN)
     if not ok:
-        raise env.fail(E.EINVAL, f"cannot pass map_type {mt} into func {fname(func_id)}#{func_id}")
+        raise env.fail(E.EINVAL, Msg.CANNOT_PASS_MAP_TYPE_INTO_FUNC.format(mt, fname(func_id), func_id))
 
 
 def _jit_subprog_tailcalls() -> bool:
@@ -488,7 +483,7 @@ def _may_update_sockmap(env: VerifierEnv, func_id: int) -> bool:
         return True
     if env.prog.prog_type == ProgType.SOCK_OPS and func_id == H.map_delete_elem:
         return True
-    env.verbose("cannot update sockmap in this context\n")
+    env.verbose(Msg.CANNOT_UPDATE_SOCKMAP_IN_THIS_CONTEXT)
     return False
 
 
@@ -497,10 +492,10 @@ def _record_func_map(env: VerifierEnv, meta: CallArgMeta, func_id: int, insn_idx
         return
     m = meta.map_ptr
     if m is None:
-        raise env.fail(E.EINVAL, "kernel subsystem misconfigured verifier")
+        raise env.fail(E.EINVAL, Msg.KERNEL_SUBSYSTEM_MISCONFIGURED_VERIFIER)
     if getattr(m, "map_flags", 0) & (1 << 7) and func_id in (H.map_delete_elem, H.map_update_elem,
                                                              H.map_push_elem, H.map_pop_elem):
-        raise env.fail(E.EACCES, "write into map forbidden")
+        raise env.fail(E.EACCES, Msg.WRITE_INTO_MAP_FORBIDDEN)
     aux = env.aux[insn_idx]
     if aux.map_ptr is None:
         aux.map_ptr = m
@@ -516,7 +511,7 @@ def _record_func_key(env: VerifierEnv, meta: CallArgMeta, func_id: int, insn_idx
         return
     m = meta.map_ptr
     if m is None or m.map_type != MapType.PROG_ARRAY:
-        raise env.fail(E.EINVAL, "kernel subsystem misconfigured verifier")
+        raise env.fail(E.EINVAL, Msg.KERNEL_SUBSYSTEM_MISCONFIGURED_VERIFIER)
     reg = env.regs[3]
     aux = env.aux[insn_idx]
     if not (reg.type == R.SCALAR_VALUE and reg.var_off.mask == 0 and reg.var_off.value < m.max_entries):
@@ -543,15 +538,15 @@ def check_helper_call(env: VerifierEnv, insn: Insn, insn_idx: int) -> None:
         if func_id in env.desc.extra_helpers:
             fn = env.desc.extra_helpers[func_id]
         else:
-            raise env.fail(E.EINVAL, f"invalid func {fname(func_id)}#{func_id}")
+            raise env.fail(E.EINVAL, Msg.INVALID_FUNC.format(fname(func_id), func_id))
     else:
         fn = get_helper_proto(env, func_id)  # type: ignore[assignment]
     if fn is None:
-        raise env.fail(E.EINVAL, f"program of this type cannot use helper {fname(func_id)}#{func_id}")
+        raise env.fail(E.EINVAL, Msg.PROGRAM_OF_THIS_TYPE_CANNOT_USE.format(fname(func_id), func_id))
     if not env.gpl and fn.gpl_only:
-        raise env.fail(E.EINVAL, "cannot call GPL-restricted function from non-GPL compatible program")
+        raise env.fail(E.EINVAL, Msg.CANNOT_CALL_GPL_RESTRICTED_FUNCTION_FROM)
     if fn.might_sleep and not env.prog.sleepable:
-        raise env.fail(E.EINVAL, "helper call might sleep in a non-sleepable prog")
+        raise env.fail(E.EINVAL, Msg.HELPER_CALL_MIGHT_SLEEP_IN_A)
     changes_data = func_id in _CHANGES_PKT_DATA
     meta = CallArgMeta(pkt_access=fn.pkt_access, func_id=func_id)
     for i in range(5):
@@ -571,19 +566,19 @@ def check_helper_call(env: VerifierEnv, insn: Insn, insn_idx: int) -> None:
         elif register_is_null(regs[meta.release_regno]):
             ok = True
         if not ok:
-            raise env.fail(E.EINVAL, f"func {fname(func_id)}#{func_id} reference has not been acquired before")
+            raise env.fail(E.EINVAL, Msg.FUNC_REFERENCE_HAS_NOT_BEEN_ACQUIRED.format(fname(func_id), func_id))
     if func_id == H.tail_call:
         if env.cur_state.active_lock_ptr is not None:
-            raise env.fail(E.EINVAL, "tail_call cannot be used inside bpf_spin_lock-ed region")
+            raise env.fail(E.EINVAL, Msg.TAIL_CALL_CANNOT_BE_USED_INSIDE)
         try:
             check_reference_leak(env, False)
         except Reject:
-            env.verbose("tail_call would lead to reference leak\n")
+            env.verbose(Msg.TAIL_CALL_WOULD_LEAD_TO_REFERENCE)
             raise
         env.has_tail_call = True
     elif func_id == H.get_local_storage:
         if not register_is_null(regs[2]):
-            raise env.fail(E.EINVAL, "get_local_storage() doesn't support non-zero flags")
+            raise env.fail(E.EINVAL, Msg.GET_LOCAL_STORAGE_DOESN_T_SUPPORT)
         mark_chain_precision(env, 2)
     elif func_id == H.for_each_map_elem:
         push_callback_call(env, insn, insn_idx, meta.subprogno, set_map_elem_callback_state)
@@ -602,7 +597,7 @@ def check_helper_call(env: VerifierEnv, insn: Insn, insn_idx: int) -> None:
         else:
             cur.callback_depth = 0
             if env.log.level & 2:
-                env.verbose(f"frame{env.cur_state.curframe} bpf_loop iteration limit reached\n")
+                env.verbose(Msg.FRAME_BPF_LOOP_ITERATION_LIMIT_REACHED.format(env.cur_state.curframe))
     for i in range(6):
         mark_reg_not_init(regs[i], env.bpf_capable)
         env.check_reg_arg(i, DST_OP_NO_MARK)
@@ -618,7 +613,7 @@ def check_helper_call(env: VerifierEnv, insn: Insn, insn_idx: int) -> None:
     elif rbase == RetType.RET_PTR_TO_MAP_VALUE:
         mark_reg_known_zero(r0)
         if meta.map_ptr is None:
-            raise env.fail(E.EINVAL, "kernel subsystem misconfigured verifier")
+            raise env.fail(E.EINVAL, Msg.KERNEL_SUBSYSTEM_MISCONFIGURED_VERIFIER)
         r0.map_ptr = meta.map_ptr
         r0.map_uid = meta.map_uid
         r0.type = R.PTR_TO_MAP_VALUE | rflag
@@ -647,7 +642,7 @@ def check_helper_call(env: VerifierEnv, insn: Insn, insn_idx: int) -> None:
         r0.type = R.PTR_TO_BTF_ID | rflag
         r0.btf_struct = fn.ret_btf_id
     else:
-        raise env.fail(E.EINVAL, f"unknown return type {rbase} of func {fname(func_id)}#{func_id}")
+        raise env.fail(E.EINVAL, Msg.UNKNOWN_RETURN_TYPE_OF_FUNC.format(rbase, fname(func_id), func_id))
     if type_may_be_null(r0.type):
         r0.id = env.next_id()
     if func_id in _PTR_CAST:
@@ -688,11 +683,9 @@ def _loop_flag_is_zero(env: VerifierEnv) -> bool:
 
 
 def _update_loop_inline_state(env: VerifierEnv, insn_idx: int, subprogno: int) -> None:
-    """``update_loop_inline_state``: whether every visit of this bpf_loop call could be inlined.
-
-    pybpf does not inline bpf_loop (the call stays a helper call), but the kernel's check makes
-    the flags register precise, which the log and state pruning show, so it is kept.
-    """
+    """``update_loop_inline_state``: whether every visit of this bpf_loop call could be inlined
+    (flags always zero, always the same callback); the fixups inline those calls
+    (``fixups._optimize_bpf_loop``). A zero flags register is made precise, as in the kernel."""
     aux = env.aux[insn_idx]
     state = aux.loop_inline_state
     if state is None:
@@ -730,7 +723,7 @@ def set_map_elem_callback_state(env: VerifierEnv, caller: FuncState, callee: Fun
     m = env.aux[insn_idx].map_ptr
     if m is None or m.map_type not in (MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.HASH, MapType.PERCPU_HASH,
                                         MapType.LRU_HASH, MapType.LRU_PERCPU_HASH):
-        raise env.fail(524, "callback function not allowed for map")
+        raise env.fail(524, Msg.CALLBACK_FUNCTION_NOT_ALLOWED_FOR_MAP)
     callee.regs[1] = caller.regs[1].copy()
     for regno, t in ((2, R.PTR_TO_MAP_KEY), (3, R.PTR_TO_MAP_VALUE)):
         r = callee.regs[regno]
@@ -791,7 +784,7 @@ def setup_func_entry(env: VerifierEnv, subprog: int, callsite: int, set_cb: Any,
     from pybpf.verifier.walk import init_func_state
 
     if state.curframe + 1 >= 8:
-        raise env.fail(E.E2BIG, f"the call stack of {state.curframe + 2} frames is too deep")
+        raise env.fail(E.E2BIG, Msg.CALL_STACK_TOO_DEEP.format(state.curframe + 2))
     caller = state.frame[state.curframe]
     callee = FuncState(callsite, state.curframe + 1, subprog)
     init_func_state(env, callee)
@@ -866,11 +859,11 @@ def btf_check_subprog_call(env: VerifierEnv, subprog: int, regs: list[RegState])
             reg = regs[regno]
             if arg.kind == "scalar":
                 if reg.type != R.SCALAR_VALUE:
-                    raise env.fail(E.EINVAL, f"R{regno} is not a scalar")
+                    raise env.fail(E.EINVAL, Msg.R_IS_NOT_A_SCALAR.format(regno))
             elif arg.kind == "ctx":
                 check_func_arg_reg_off(env, reg, regno, ArgType.ARG_DONTCARE)
                 if reg.type != R.PTR_TO_CTX:
-                    raise env.fail(E.EINVAL, f"arg#{i} expects pointer to ctx")
+                    raise env.fail(E.EINVAL, Msg.ARG_EXPECTS_POINTER_TO_CTX.format(i))
             elif arg.kind == "mem":
                 check_func_arg_reg_off(env, reg, regno, ArgType.ARG_DONTCARE)
                 try:
@@ -878,19 +871,18 @@ def btf_check_subprog_call(env: VerifierEnv, subprog: int, regs: list[RegState])
                 except Reject:
                     raise Reject(E.EINVAL) from None
                 if not arg.nullable and type_may_be_null(reg.type):
-                    raise env.fail(E.EINVAL, f"arg#{i} is expected to be non-NULL")
+                    raise env.fail(E.EINVAL, Msg.ARG_IS_EXPECTED_TO_BE_NON.format(i))
             elif arg.kind == "arena":
                 if reg.type not in (R.PTR_TO_ARENA, R.SCALAR_VALUE):
-                    raise env.fail(E.EINVAL, f"R{regno} is not a pointer to arena or scalar.")
+                    raise env.fail(E.EINVAL, Msg.R_IS_NOT_A_POINTER_TO.format(regno))
             elif arg.kind == "dynptr":
                 if base_type(reg.type) not in (R.PTR_TO_STACK, R.CONST_PTR_TO_DYNPTR):
-                    raise env.fail(E.EINVAL, f"arg#{i} expected pointer to stack or const struct bpf_dynptr")
+                    raise env.fail(E.EINVAL, Msg.ARG_EXPECTED_POINTER_TO_STACK_OR.format(i))
             elif arg.kind == "btf_id":
                 if register_is_null(reg) and arg.nullable:
                     continue
                 if base_type(reg.type) != R.PTR_TO_BTF_ID or (arg.btf_struct and reg.btf_struct != arg.btf_struct):
-                    raise env.fail(E.EACCES, f"R{regno} type={reg_type_str(reg.type)} expected=ptr_, "
-                                   "trusted_ptr_, rcu_ptr_")
+                    raise env.fail(E.EACCES, Msg.R_TYPE_EXPECTED_PTR_TRUSTED_PTR.format(regno, reg_type_str(reg.type)))
     except Reject as r:
         info.unreliable = True
         return r.errno
@@ -904,7 +896,7 @@ def check_func_call(env: VerifierEnv, insn: Insn, insn_idx: int) -> int:
     target = insn_idx + insn.imm + 1
     subprog = env.find_subprog(target)
     if subprog < 0:
-        raise env.fail(E.EFAULT, f"verifier bug. No program starts at insn {target}")
+        raise env.fail(E.EFAULT, Msg.VERIFIER_BUG_NO_PROGRAM_STARTS_AT.format(target))
     state = env.cur_state
     caller = state.frame[state.curframe]
     info = env.subprog_info[subprog]
@@ -913,12 +905,11 @@ def check_func_call(env: VerifierEnv, insn: Insn, insn_idx: int) -> int:
         raise Reject(err)
     if info.is_global:
         if state.active_lock_ptr is not None:
-            raise env.fail(E.EINVAL, "global function calls are not allowed while holding a lock,\n"
-                           "use static function instead")
+            raise env.fail(E.EINVAL, Msg.GLOBAL_FUNCTION_CALLS_ARE_NOT_ALLOWED)
         if err:
-            env.verbose(f"Caller passes invalid args into func#{subprog} ('{info.name}')\n")
+            env.verbose(Msg.CALLER_PASSES_INVALID_ARGS_INTO_FUNC.format(subprog, info.name))
             raise Reject(err)
-        env.verbose(f"Func#{subprog} ('{info.name}') is global and assumed valid.\n")
+        env.verbose(Msg.FUNC_IS_GLOBAL_AND_ASSUMED_VALID.format(subprog, info.name))
         if info.changes_pkt_data:
             clear_all_pkt_pointers(env)
         info.called = True
@@ -929,9 +920,9 @@ def check_func_call(env: VerifierEnv, insn: Insn, insn_idx: int) -> int:
     setup_func_entry(env, subprog, insn_idx, set_callee_state, state)
     clear_caller_saved_regs(env, caller.regs)
     if env.log.level & 3:
-        env.verbose("caller:\n")
+        env.verbose(Msg.CALLER)
         print_state(env, caller, True)
-        env.verbose("callee:\n")
+        env.verbose(Msg.CALLEE)
         print_state(env, state.frame[state.curframe], True)
     return info.start
 
@@ -943,17 +934,14 @@ def retval_range_within(lo: int, hi: int, reg: RegState, ret32: bool) -> bool:
 
 
 def verbose_invalid_scalar(env: VerifierEnv, reg: RegState, lo: int, hi: int, ctx: str, reg_name: str) -> None:
-    text = f"{ctx} the register {reg_name} has"
-    unknown = True
+    text = Msg.RETVAL_THE_REGISTER_HAS.format(ctx, reg_name)
     if reg.smin_value > S64_MIN:
-        text += f" smin={reg.smin_value}"
-        unknown = False
+        text += Msg.RETVAL_SMIN.format(reg.smin_value)
     if reg.smax_value < S64_MAX:
-        text += f" smax={reg.smax_value}"
-        unknown = False
-    if unknown:
-        text += " unknown scalar value"
-    env.verbose(text + f" should have been in [{lo}, {hi}]\n")
+        text += Msg.RETVAL_SMAX.format(reg.smax_value)
+    if reg.smin_value <= S64_MIN and reg.smax_value >= S64_MAX:
+        text += Msg.RETVAL_UNKNOWN
+    env.verbose(text + Msg.RETVAL_SHOULD_BE_IN.format(lo, hi))
 
 
 def prepare_func_exit(env: VerifierEnv) -> int:
@@ -966,16 +954,16 @@ def prepare_func_exit(env: VerifierEnv) -> int:
     callee = state.frame[state.curframe]
     r0 = callee.regs[0]
     if r0.type == R.PTR_TO_STACK:
-        raise env.fail(E.EINVAL, "cannot return stack pointer to the caller")
+        raise env.fail(E.EINVAL, Msg.CANNOT_RETURN_STACK_POINTER_TO_THE)
     caller = state.frame[state.curframe - 1]
     if callee.in_callback_fn:
         if r0.type != R.SCALAR_VALUE:
-            raise env.fail(E.EACCES, "R0 not a scalar value")
+            raise env.fail(E.EACCES, Msg.R0_NOT_A_SCALAR_VALUE)
         env.mark_reg_read(r0, r0.parent, REG_LIVE_READ64)
         mark_chain_precision(env, 0)
         lo, hi = callee.callback_ret_range
         if not retval_range_within(lo, hi, r0, False):
-            verbose_invalid_scalar(env, r0, lo, hi, "At callback return", "R0")
+            verbose_invalid_scalar(env, r0, lo, hi, Msg.AT_CALLBACK_RETURN, "R0")
             raise Reject(E.EINVAL)
     else:
         parent, live = caller.regs[0].parent, caller.regs[0].live
@@ -985,9 +973,9 @@ def prepare_func_exit(env: VerifierEnv) -> int:
         caller.refs = [RefState(r.id, r.insn_idx, r.callback_ref) for r in callee.refs]
     nxt = callee.callsite if callee.in_callback_fn else callee.callsite + 1
     if env.log.level & 3:
-        env.verbose("returning from callee:\n")
+        env.verbose(Msg.RETURNING_FROM_CALLEE)
         print_state(env, callee, True)
-        env.verbose(f"to caller at {nxt}:\n")
+        env.verbose(Msg.TO_CALLER_AT.format(nxt))
         print_state(env, caller, True)
     state.frame.pop()
     state.curframe -= 1
@@ -1005,16 +993,15 @@ def check_return_code(env: VerifierEnv, regno: int, reg_name: str) -> None:
     is_subprog = frame.subprogno != 0
     env.check_reg_arg(regno, SRC_OP)
     if env.is_pointer_value(regno):
-        raise env.fail(E.EACCES, f"R{regno} leaks addr as return value")
+        raise env.fail(E.EACCES, Msg.R_LEAKS_ADDR_AS_RETURN_VALUE.format(regno))
     reg = env.regs[regno]
-    exit_ctx = "At program exit"
+    exit_ctx = Msg.AT_PROGRAM_EXIT
     if frame.in_async_callback_fn:
-        exit_ctx = "At async callback return"
+        exit_ctx = Msg.AT_ASYNC_CALLBACK_RETURN
         rng: tuple[int, int] | None = (0, 0)
     elif is_subprog and not frame.in_exception_callback_fn:
         if reg.type != R.SCALAR_VALUE:
-            raise env.fail(E.EINVAL, f"At subprogram exit the register R{regno} is not a scalar value "
-                           f"({reg_type_str(reg.type)})")
+            raise env.fail(E.EINVAL, Msg.AT_SUBPROGRAM_EXIT_THE_REGISTER_R.format(regno, reg_type_str(reg.type)))
         return
     else:
         rr = env.desc.return_range(env.prog)
@@ -1022,7 +1009,7 @@ def check_return_code(env: VerifierEnv, regno: int, reg_name: str) -> None:
             return
         rng = (rr.minval, rr.maxval)
     if reg.type != R.SCALAR_VALUE:
-        raise env.fail(E.EINVAL, f"{exit_ctx} the register R{regno} is not a known value ({reg_type_str(reg.type)})")
+        raise env.fail(E.EINVAL, Msg.THE_REGISTER_R_IS_NOT_A.format(exit_ctx, regno, reg_type_str(reg.type)))
     mark_chain_precision(env, regno)
     assert rng is not None
     if not retval_range_within(rng[0], rng[1], reg, False):

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pybpf.isa import Insn
 from pybpf.progtypes.types import RegType, TypeFlag
 from pybpf.verifier.env import BPF_MAX_VAR_OFF, SRC_OP, VerifierEnv, base_type, type_may_be_null
+from pybpf.verifier.log import Msg
 from pybpf.verifier.maps import special_fields
 from pybpf.verifier.regs import (
     BPF_ADD_CONST,
@@ -374,50 +375,31 @@ def _is_init_pkt(reg: RegState, which: int) -> bool:
 
 def try_match_pkt_pointers(insn: Insn, dst: RegState, src: RegState, this: VerifierState,
                            other: VerifierState) -> bool:
+    """``try_match_pkt_pointers``: a comparison of a packet pointer with ``pkt_end`` (or of
+    ``pkt_meta`` with ``pkt``) proves a range on one branch and marks ``pkt_end`` on the other.
+
+    For ``pkt > pkt_end`` / ``pkt >= pkt_end`` the fall-through branch (``this``) is where the
+    pointer is in range; for ``<`` / ``<=`` it is the jump target (``other``); with the operands
+    swapped (``pkt_end < pkt``...) the branches swap too. The range is right-open (the pointer may
+    equal ``pkt_end``) for ``<`` and ``>=`` with the pointer on the left, and for ``>`` and ``<=``
+    with it on the right; ``pkt_end`` is marked with the opposite."""
     if not insn.code & 8 or insn.code & 7 == 6:
         return False
     op = insn.code & 0xF0
+    if op not in (JGT, JLT, JGE, JLE):
+        return False
     P, PM, PE = RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META, RegType.PTR_TO_PACKET_END
-    left = (dst.type == P and src.type == PE) or (dst.type == PM and _is_init_pkt(src, P))
-    right = (dst.type == PE and src.type == P) or (_is_init_pkt(dst, P) and src.type == PM)
-    if op == JGT:
-        if left:
-            find_good_pkt_pointers(this, dst, dst.type, False)
-            _mark_pkt_end(other, insn.dst, True)
-        elif right:
-            find_good_pkt_pointers(other, src, src.type, True)
-            _mark_pkt_end(this, insn.src, False)
-        else:
-            return False
-    elif op == JLT:
-        if left:
-            find_good_pkt_pointers(other, dst, dst.type, True)
-            _mark_pkt_end(this, insn.dst, False)
-        elif right:
-            find_good_pkt_pointers(this, src, src.type, False)
-            _mark_pkt_end(other, insn.src, True)
-        else:
-            return False
-    elif op == JGE:
-        if left:
-            find_good_pkt_pointers(this, dst, dst.type, True)
-            _mark_pkt_end(other, insn.dst, False)
-        elif right:
-            find_good_pkt_pointers(other, src, src.type, False)
-            _mark_pkt_end(this, insn.src, True)
-        else:
-            return False
-    elif op == JLE:
-        if left:
-            find_good_pkt_pointers(other, dst, dst.type, False)
-            _mark_pkt_end(this, insn.dst, True)
-        elif right:
-            find_good_pkt_pointers(this, src, src.type, True)
-            _mark_pkt_end(other, insn.src, False)
-        else:
-            return False
+    greater = op in (JGT, JGE)
+    range_open = op in (JLT, JGE)
+    if (dst.type == P and src.type == PE) or (dst.type == PM and _is_init_pkt(src, P)):
+        good, end, ptr, regno = (this, other, dst, insn.dst) if greater else (other, this, dst, insn.dst)
+    elif (dst.type == PE and src.type == P) or (_is_init_pkt(dst, P) and src.type == PM):
+        good, end, ptr, regno = (other, this, src, insn.src) if greater else (this, other, src, insn.src)
+        range_open = not range_open
     else:
         return False
+    find_good_pkt_pointers(good, ptr, ptr.type, range_open)
+    _mark_pkt_end(end, regno, not range_open)
     return True
 
 
@@ -505,10 +487,10 @@ def check_cond_jmp_op(env: VerifierEnv, insn: Insn) -> None:
     regs = this.frame[this.curframe].regs
     op = insn.code & 0xF0
     if op == 0x00 or op > 0xE0:
-        raise env.fail(E.EINVAL, f"invalid BPF_JMP/JMP32 opcode {op:x}")
+        raise env.fail(E.EINVAL, Msg.INVALID_BPF_JMP_JMP32_OPCODE.format(op))
     if op == 0xE0:
         if insn.code != 0xE5 or insn.src != 0 or insn.dst or insn.imm or insn.off == 0:
-            raise env.fail(E.EINVAL, f"invalid may_goto off {insn.off} imm {insn.imm}")
+            raise env.fail(E.EINVAL, Msg.INVALID_MAY_GOTO_OFF_IMM.format(insn.off, insn.imm))
         prev_st = find_prev_entry(env, this.parent, env.insn_idx)
         queued = push_stack(env, env.insn_idx + 1, env.insn_idx, False)
         queued.may_goto_depth += 1
@@ -520,16 +502,16 @@ def check_cond_jmp_op(env: VerifierEnv, insn: Insn) -> None:
     dst_reg = regs[insn.dst]
     if insn.code & 8:
         if insn.imm != 0:
-            raise env.fail(E.EINVAL, "BPF_JMP/JMP32 uses reserved fields")
+            raise env.fail(E.EINVAL, Msg.BPF_JMP_JMP32_USES_RESERVED_FIELDS)
         env.check_reg_arg(insn.src, SRC_OP)
         src_reg = regs[insn.src]
         if not (dst_reg.type in _PKT_ANY and src_reg.type in _PKT_ANY) and env.is_pointer_value(insn.src):
-            raise env.fail(E.EACCES, f"R{insn.src} pointer comparison prohibited")
+            raise env.fail(E.EACCES, Msg.R_POINTER_COMPARISON_PROHIBITED.format(insn.src))
         if src_reg.type == RegType.PTR_TO_STACK:
             insn_flags |= INSN_F_SRC_REG_STACK
     else:
         if insn.src != 0:
-            raise env.fail(E.EINVAL, "BPF_JMP/JMP32 uses reserved fields")
+            raise env.fail(E.EINVAL, Msg.BPF_JMP_JMP32_USES_RESERVED_FIELDS)
         src_reg = RegState()
         src_reg.type = RegType.SCALAR_VALUE
         __mark_reg_known(src_reg, insn.imm)
@@ -593,7 +575,7 @@ def check_cond_jmp_op(env: VerifierEnv, insn: Insn) -> None:
         mark_ptr_or_null_regs(env, this, insn.dst, op == JNE)
         mark_ptr_or_null_regs(env, other, insn.dst, op == JEQ)
     elif not try_match_pkt_pointers(insn, dst_reg, regs[insn.src], this, other) and env.is_pointer_value(insn.dst):
-        raise env.fail(E.EACCES, f"R{insn.dst} pointer comparison prohibited")
+        raise env.fail(E.EACCES, Msg.R_POINTER_COMPARISON_PROHIBITED.format(insn.dst))
     if env.log.level & 3:
         print_insn_state(env, this.frame[this.curframe])
     env.insn_idx += 1
