@@ -25,13 +25,14 @@ import pytest
 
 from pybpf.btf import BtfSpec
 from pybpf.elf import ObjectSpec
+from vst_corpus import vst_corpus_dir
 
 sys.path.insert(0, str(Path(__file__).parent))
 from libbpf_ref import btf_ext_mismatches, build_dumper, differing_slots, normalise
 
 OBJ = Path(__file__).resolve().parents[1] / "data" / "objects"
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
-VST = Path(os.environ.get("PYBPF_VST", "/work/vst"))
+VST = vst_corpus_dir()
 
 pytestmark = [
     pytest.mark.kernel,

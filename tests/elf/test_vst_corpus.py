@@ -10,16 +10,15 @@ SEC() rules disagree, pybpf follows libbpf, and the disagreements are listed her
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
 from pybpf.elf import ObjectSpec
 from pybpf.uapi import bpftool_name
+from vst_corpus import vst_corpus_dir
 
-VST = Path(os.environ.get("PYBPF_VST", "/work/vst"))
+VST = vst_corpus_dir()
 MANIFEST = VST / "manifest.json"
 
 # (object, program) -> the type libbpf gives it, where the manifest's table differs
