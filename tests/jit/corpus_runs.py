@@ -52,13 +52,6 @@ ADDRESS_DEPENDENT = {
 }
 """Programs whose result depends on where memory is or on memory they never wrote: the engines
 legitimately differ (the selftests' own ``POINTER_VALUE`` programs are recognised from the manifest)."""
-DEEPER_THAN_THE_VM = {
-    "verifier_tailcall_jit.o:main": "tail calls from a subprogram stack up 34 frames, as in Linux; the vm stops "
-                                    "at 8 frames",
-}
-"""Programs the interpreter stops by its own limits where Linux (and the JIT) run them."""
-
-
 def _scorer() -> ModuleType:
     path = ROOT / "bench" / "verifier_score.py"
     spec = importlib.util.spec_from_file_location("verifier_score", path)
@@ -110,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads((corpus / "manifest.json").read_text())
 
     from pybpf.elf import ObjectSpec
-    from pybpf.errors import ExecutionError, InstructionLimitExceeded, MemoryFault, PybpfError
+    from pybpf.errors import InstructionLimitExceeded, MemoryFault, PybpfError
     from pybpf.kernel.test_run import test_run
 
     _limit_interpreter_budget()
@@ -119,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         specs = specs[:args.limit]
     summary: dict[str, Any] = {"programs": len(specs), "loaded": 0, "not_loaded": 0, "jit_runs": 0, "agree": 0,
-                               "nondeterministic": 0, "address_dependent": 0, "vm_frame_limit": 0,
+                               "nondeterministic": 0, "address_dependent": 0,
                                "both_failed": 0, "interp_too_long": 0, "unsound": [], "mismatches": []}
     objects: dict[str, Any] = {}
     k = score._kernel()
@@ -157,10 +150,6 @@ def main(argv: list[str] | None = None) -> int:
                     except PybpfError as e:
                         got = e
                     summary["jit_runs"] += 1
-                    if name in DEEPER_THAN_THE_VM and isinstance(ref, ExecutionError) \
-                            and not isinstance(got, Exception):
-                        summary["vm_frame_limit"] += 1
-                        continue
                     if isinstance(ref, Exception) or isinstance(got, Exception):
                         if type(ref) is type(got) and getattr(ref, "errno", None) == getattr(got, "errno", None):
                             summary["both_failed"] += 1

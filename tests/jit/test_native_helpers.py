@@ -131,14 +131,16 @@ def test_adjust_head_moves_metadata_with_data() -> None:
                         st.integers(-2**31, 2**31 - 1)))
 def test_skb_load_matches_the_vm(length: int, l2: bool, size: int, offset: int) -> None:
     pkt = bytes((i * 13 + 1) & 0xFF for i in range(length))
+    # the skb's head: 32 bytes of headroom before data (a socket filter's pulled MAC header lies there)
+    buf = bytes(range(0xA0, 0xC0)) + pkt
     space = AddressSpace()
-    region = space.add(bytearray(pkt), name="pkt")
+    region = space.add(bytearray(buf), name="pkt", start=32, end=32 + length)
     net, mac = (14, 0) if l2 else (0, -14)
-    ex = Execution(space, skb=SkbView(region.address(), length, network_offset=net, mac_offset=mac))
+    ex = Execution(space, skb=SkbView(region.address(32), length, network_offset=net, mac_offset=mac))
     want = ld_abs(ex, offset & 0xFFFF_FFFF, size, 0)
-    native = NativeBuffer(pkt or b"\0")
+    native = NativeBuffer(buf)
     s = State()
-    struct.pack_into("<QQqq", s.view, ENV + EnvField.SKB_DATA, native.address, length, net, mac)
+    struct.pack_into("<QQqq", s.view, ENV + EnvField.SKB_DATA, native.address + 32, length, net, mac)
     got = library().call("skb_load", s.address, 0, offset & M64, size)
     assert got == (1 << 32 if want is None else want)
 

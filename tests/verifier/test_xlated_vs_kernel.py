@@ -1,14 +1,17 @@
 """``pybpf prog dump xlated`` against the running kernel's ``bpftool prog dump xlated``.
 
-Every program of bench/progs/*.c and of tests/verifier/xlated/{maps_ops,div_dead,globals,loops}.c is
-compiled with clang, loaded into Linux with ``bpftool prog loadall`` and into pybpf with ``pybpf
-prog loadall``, and the two listings must be equal once these differences, which come from pybpf's
-own layouts and from what a dump of a live kernel contains, are normalized away:
+Every program of bench/progs/*.c and of tests/verifier/xlated/{maps_ops,div_dead,globals,loops,calls}.c
+is compiled with clang, loaded into Linux with ``bpftool prog loadall`` and into pybpf with ``pybpf
+prog loadall``, and the two listings must be equal — helper calls named by the kernel function that
+implements them (``bpf_user_rnd_u32``), bpf-to-bpf calls by the callee's JIT symbol
+``bpf_prog_<tag>_<name>`` — once these differences, which come from pybpf's own layouts and from
+what a dump of a live kernel contains, are normalized away:
 
 * map ids (``map[id:N]``), and helper-call suffixes (``#N``: bpftool prints the helper's kernel
   address offset, pybpf the helper id);
-* ``call pc+N#bpf_prog_<tag>_<name>``: bpftool names JIT-compiled subprograms, pybpf prints
-  ``call pc+N`` (its JIT images are not kernel symbols);
+* the ``<tag>`` of ``bpf_prog_<tag>_<name>``, checked separately (:func:`check_call_symbols`):
+  pybpf's is Linux 6.12's, SHA-1 of the callee's instructions as ``jit_subprogs`` leaves them;
+  the running kernel (6.18) hashes the very same bytes with SHA-256;
 * the offset of an array's values in the map (``r1 += 312`` in Linux, pybpf's map header size),
   of a hash element's value (``r0 += 56``: ``struct htab_elem`` + key; pybpf's element header is
   24 bytes) and of the LRU ref byte (``+35`` / ``+20``) — contract 1 and the kernel layer's storage
@@ -20,6 +23,7 @@ The other programs of tests/verifier/xlated/ show rewrites pybpf does differentl
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -29,12 +33,16 @@ from pathlib import Path
 
 import pytest
 
+from pybpf.isa import Insns
+from pybpf.kernel.xlated_names import subprog_starts, subprog_tag_input
+
 ROOT = Path(__file__).resolve().parents[2]
 XLATED = Path(__file__).resolve().parent / "xlated"
 CLANG = shutil.which("clang-19") or shutil.which("clang")
 BPFTOOL = shutil.which("bpftool")
 PYBPF = Path(sys.executable).with_name("pybpf")  # the console script installed next to this Python
-EXACT = sorted(ROOT.glob("bench/progs/*.c")) + [XLATED / f"{n}.c" for n in ("maps_ops", "div_dead", "globals", "loops")]
+EXACT = sorted(ROOT.glob("bench/progs/*.c")) + [XLATED / f"{n}.c" for n in ("maps_ops", "div_dead", "globals", "loops",
+                                                                             "calls")]
 DOCUMENTED = [XLATED / f"{n}.c" for n in ("skb_ctx", "socket_ldabs", "inlined")]
 
 pytestmark = [
@@ -62,7 +70,7 @@ def normalize(listing: str) -> list[str]:
     lines = [re.sub(r"^ *\d+: ", "", line) for line in listing.splitlines()]
     for i, line in enumerate(lines):
         line = re.sub(r"map\[id:\d+\]", "map[id:M]", line)
-        line = re.sub(r"(call pc[-+]\d+)#\S+", r"\1", line)
+        line = re.sub(r"(call pc[-+]\d+#bpf_prog_)[0-9a-f]{16}_", r"\1TAG_", line)
         line = re.sub(r"(call [a-z_0-9]+)#-?\d+$", r"\1#H", line)
         prev = out[-1] if out else ""
         if re.fullmatch(r"\(07\) r1 \+= \d+", line) and re.search(r"= map\[id:M\]$", prev):
@@ -76,6 +84,48 @@ def normalize(listing: str) -> list[str]:
             line = re.sub(r"\+\d+", "+LRU_REF", line)
         out.append(line)
     return out
+
+
+_SYMBOL_CALL = re.compile(r"^ *(\d+): \(85\) call pc([-+]\d+)#bpf_prog_([0-9a-f]{16})_(\w+)$", re.M)
+
+
+def check_call_symbols(listing: str, insns: Insns, *, kernel: bool) -> int:
+    """Every ``call pc+N#bpf_prog_<tag>_<name>`` of ``listing`` names the callee's BTF name and its
+    tag over the instructions pybpf would hand the JIT (``subprog_tag_input`` of pybpf's stream
+    ``insns``): pybpf's listing with Linux 6.12's SHA-1; the live kernel's with SHA-1 or (6.18)
+    SHA-256 — wherever the callee's instructions can be the kernel's (no helper, kfunc or internal
+    call, whose immediate is a kernel address there, and no map access, whose offsets are pybpf's).
+    Returns how many kernel tags were checked."""
+    starts = subprog_starts(insns)
+    checked = 0
+    for m in _SYMBOL_CALL.finditer(listing):
+        idx, rel, tag, name = int(m.group(1)), int(m.group(2)), m.group(3), m.group(4)
+        target = idx + 1 + rel
+        assert target in starts, m.group(0)
+        callee = insns.at(target).meta
+        assert name == callee.symbol, (m.group(0), callee.symbol)
+        i = starts.index(target)
+        data = subprog_tag_input(insns, starts, i)
+        sha1, sha256 = hashlib.sha1(data).hexdigest()[:16], hashlib.sha256(data).hexdigest()[:16]
+        if not kernel:
+            assert tag == sha1, m.group(0)
+            continue
+        end = starts[i + 1] if i + 1 < len(starts) else insns.slot_count
+        body = [x for j, x in insns.items() if target <= j < end]
+        if any((x.code == 0x85 and x.src != 1) or (x.code == 0x18 and x.src in (1, 2)) for x in body):
+            continue
+        assert tag in (sha1, sha256), m.group(0)
+        checked += 1
+    return checked
+
+
+def pybpf_streams(obj: Path, tmp_path: Path) -> dict[str, Insns]:
+    """Each program's post-load stream, loaded in this process the way ``pybpf prog loadall`` does."""
+    from pybpf.kernel import Kernel
+    from pybpf.loader import load
+
+    with load(obj, kernel=Kernel(tmp_path / "streams")) as coll:
+        return {name: p._p.insns for name, p in coll.programs.items()}
 
 
 def kernel_listings(obj: Path, pin: Path) -> dict[str, str]:
@@ -98,19 +148,35 @@ def pybpf_listings(obj: Path, bpffs: Path) -> dict[str, str]:
                               capture_output=True, text=True, env=env).stdout for n in names}
 
 
-def _both(src: Path, tmp_path: Path) -> tuple[dict[str, str], dict[str, str]]:
-    obj = compile_c(src, tmp_path)
+def _both(src: Path, tmp_path: Path, obj: Path | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    obj = obj or compile_c(src, tmp_path)
     pin = Path("/sys/fs/bpf") / f"pybpf_xlated_{os.getpid()}_{src.stem}"
     return kernel_listings(obj, pin), pybpf_listings(obj, tmp_path / "bpffs")
 
 
 @pytest.mark.parametrize("src", EXACT, ids=[p.stem for p in EXACT])
 def test_xlated_same_as_the_kernel(src: Path, tmp_path: Path) -> None:
-    linux, ours = _both(src, tmp_path)
+    obj = compile_c(src, tmp_path)
+    linux, ours = _both(src, tmp_path, obj)
     assert linux.keys() == ours.keys()
+    streams = pybpf_streams(obj, tmp_path)
     for name in linux:
         assert normalize(ours[name]) == normalize(linux[name]), f"{src.name}:{name}\n--- linux\n{linux[name]}" \
                                                                f"--- pybpf\n{ours[name]}"
+        check_call_symbols(ours[name], streams[name], kernel=False)
+        check_call_symbols(linux[name], streams[name], kernel=True)
+
+
+def test_subprogram_tags_match_the_kernel(tmp_path: Path) -> None:
+    """calls.c and xdp_subprog_calls.c: every callee the kernel names by a tag pybpf can reproduce —
+    nested calls, a callback address and an inlined bpf_loop's call in a subprogram — has that tag."""
+    checked = 0
+    for src in (XLATED / "calls.c", ROOT / "bench" / "progs" / "xdp_subprog_calls.c"):
+        obj = compile_c(src, tmp_path)
+        linux, _ = _both(src, tmp_path, obj)
+        streams = pybpf_streams(obj, tmp_path / src.stem)
+        checked += sum(check_call_symbols(linux[n], streams[n], kernel=True) for n in linux)
+    assert checked >= 9  # calls.c: 6 calls of 4 callees; xdp_subprog_calls.c: 4 calls of 3 callees
 
 
 @pytest.mark.parametrize("src", DOCUMENTED, ids=[p.stem for p in DOCUMENTED])
@@ -121,6 +187,16 @@ def test_documented_differences_load_on_both(src: Path, tmp_path: Path) -> None:
 
 
 def test_normalization_keeps_real_differences() -> None:
+    """Only the listed differences are normalized: another offset, opcode or callee name still differs."""
+    a = "   6: (85) call pc+27#bpf_prog_6cf4b5d4fc208ebe_parse_eth\n  27: (85) call bpf_user_rnd_u32#22592\n"
+    b = "   6: (85) call pc+27#bpf_prog_c4e60603400a3d28_parse_eth\n  27: (85) call bpf_user_rnd_u32#7\n"
+    assert normalize(a) == normalize(b)
+    assert normalize(a) != normalize(b.replace("parse_eth", "parse_ip"))
+    assert normalize(a) != normalize(b.replace("pc+27", "pc+28"))
+    assert normalize(a) != normalize(b.replace("bpf_user_rnd_u32", "bpf_get_prandom_u32"))
+
+
+def test_normalization_keeps_map_layout_differences() -> None:
     """Only the listed differences are normalized: another offset or opcode still differs."""
     a = "   4: (18) r1 = map[id:3]\n   6: (07) r1 += 312\n   7: (61) r0 = *(u32 *)(r2 +0)\n"
     b = "   4: (18) r1 = map[id:9]\n   6: (07) r1 += 256\n   7: (61) r0 = *(u32 *)(r2 +0)\n"

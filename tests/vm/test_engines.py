@@ -221,6 +221,87 @@ def test_tail_calls_stop_after_33(engine: type[Engine]) -> None:
     assert ex.tail_call_cnt == 33
 
 
+def test_tail_calls_from_a_subprogram_stack_frames_as_in_linux(engine: type[Engine]) -> None:
+    """verifier_tailcall_jit's shape: main calls sub, sub tail-calls main. Each tail call starts main
+    in sub's frame, one deeper each time: 33 succeed (34 frames stacked, far past 8), the 34th falls
+    through, and every main adds 1 on the way back."""
+    me = Prog("call local sub\nadd %r0, 1\nexit\nsub:\ncall 12\nmov %r0, 100\nexit")
+    depths: list[int] = []
+
+    def tail_call(ctx: Any, *_: int) -> int:
+        depths.append(ctx.depth)
+        raise TailCall(me)
+
+    space = AddressSpace()
+    ex = Execution(space)
+    assert engine(me.insns, helpers={12: tail_call}, space=space).run(execution=ex) == 100 + 34
+    assert ex.tail_call_cnt == 33
+    assert depths == list(range(1, 35))  # sub runs one frame deeper each time
+
+
+def test_each_tail_called_program_has_its_own_eight_frames(engine: type[Engine]) -> None:
+    """After a tail call from a subprogram at depth 3, the target may nest 8 frames of its own (depth
+    3..10), not one more; the bound is per program, as the verifier's."""
+    def chain(frames: int) -> Prog:
+        body = "\n".join(f"f{i}:\ncall local f{i + 1}\nexit" for i in range(frames - 1))
+        return Prog(f"{body}\nf{frames - 1}:\nmov %r0, {frames}\nexit")
+
+    caller = "call local a\nexit\na:\ncall local b\nexit\nb:\ncall local c\nexit\nc:\ncall 12\nexit"
+    for frames, ok in ((8, True), (9, False)):
+        target = chain(frames)
+
+        def tail_call(ctx: Any, *_: int, t: Prog = target) -> int:
+            raise TailCall(t)
+
+        if ok:
+            assert run(engine, caller, helpers={12: tail_call}) == frames
+        else:
+            with pytest.raises(ExecutionError, match="the call stack of 9 frames is too deep") as e:
+                run(engine, caller, helpers={12: tail_call})
+            assert e.value.pc == 2 * (frames - 2)  # f7's call, which would open the target's 9th frame
+
+
+def test_callbacks_count_their_depth_from_the_running_program(engine: type[Engine]) -> None:
+    """A callback called by a helper in a tail-called program nests from that program's start: a
+    callback at (global) depth 9 is fine there."""
+    cb_prog = Insns([
+        Insn(0x18, 2, 4, imm=4),  # r2 = &cb (slot 0 + 1 + 4 = 5)
+        Insn(0x85, imm=181),  # r0 = call the callback once
+        Insn(0x95),
+        Insn(0x95),  # padding
+        Insn(0xB7, 0, imm=77), Insn(0x95),  # cb: return 77
+    ])
+    target = Prog("")
+    target.insns = cb_prog
+
+    def once(ctx: Any, r1: int, callback: int, *_: int) -> int:
+        return ctx.call(callback)
+
+    def tail_call(ctx: Any, *_: int) -> int:
+        raise TailCall(target)
+
+    deep = "\n".join(f"f{i}:\ncall local f{i + 1}\nexit" for i in range(7)) + "\nf7:\ncall 12\nexit"
+    assert run(engine, deep, helpers={12: tail_call, 181: once}) == 77
+
+
+def test_the_runtime_frame_guard(engine: type[Engine]) -> None:
+    """No run can stack more than MAX_RUNTIME_FRAMES frames (33 tail calls, 8 frames per program):
+    entering a function beyond it fails even when its program's own chain is short."""
+    from pybpf.vm import MAX_RUNTIME_FRAMES
+
+    space = AddressSpace()
+    eng = engine(assemble("mov %r0, 5\nexit"), space=space)
+    ex = Execution(space)
+    ex.engine = eng
+    ex.base = MAX_RUNTIME_FRAMES - 2
+    assert eng.call_function(ex, 0, (), MAX_RUNTIME_FRAMES - 1) == 5
+    with pytest.raises(ExecutionError, match=f"the call stack of {MAX_RUNTIME_FRAMES + 1} frames is too deep"):
+        eng.call_function(ex, 0, (), MAX_RUNTIME_FRAMES)
+    ex.base = 0
+    with pytest.raises(ExecutionError, match="the call stack of 9 frames is too deep"):
+        eng.call_function(ex, 0, (), 8)
+
+
 # -- maps, global data, callbacks ---------------------------------------------------------------------------
 class FakeArrayMap:
     """Just what the vm needs (MapMemory): id, mem, direct_value_addr."""
@@ -330,6 +411,29 @@ def test_ld_abs_and_ld_ind_read_big_endian_from_the_skb(engine: type[Engine]) ->
     assert engine(out, space=space).run(skb=skb) == 0
     with pytest.raises(HelperError, match="socket buffer"):
         engine(ld_abs_h, space=space).run()
+
+
+def test_skf_ll_off_reads_a_mac_header_before_data(engine: type[Engine]) -> None:
+    """A socket filter's skb: ``data`` is the network header, the MAC header (pulled) lies 14 bytes
+    before it in the skb's head. SKF_LL_OFF reads it there as Linux does; nothing before the buffer's
+    start is readable, and the end is still checked."""
+    space = AddressSpace()
+    frame = bytes(range(0x40, 0x80))
+    buf = bytearray(32) + bytearray(frame)  # 32 bytes of headroom, then the frame
+    pkt = space.add(buf, RegionKind.PACKET, "pkt", start=32 + 14, end=len(buf))  # the region: data..end
+    skb = SkbView(pkt.address(32 + 14), len(frame) - 14, network_offset=0, mac_offset=-14)
+    ll = -0x200000
+    for off, size, code in ((0, 4, 0x20), (1, 2, 0x28), (13, 1, 0x30), (14, 4, 0x20)):
+        prog = Insns([Insn(code, imm=ll + off), Insn(0x95)])
+        assert engine(prog, space=space).run(skb=skb) == int.from_bytes(frame[off:off + size], "big"), off
+    past_end = Insns([Insn(0xB7, 0, imm=5), Insn(0x20, imm=ll + len(frame) - 3), Insn(0x95)])
+    assert engine(past_end, space=space).run(skb=skb) == 0
+    # a header claimed before the buffer's start: out of range, not a fault
+    bogus = SkbView(skb.data, skb.headlen, network_offset=0, mac_offset=-100)
+    assert engine(Insns([Insn(0xB7, 0, imm=5), Insn(0x30, imm=ll), Insn(0x95)]), space=space).run(skb=bogus) == 0
+    # no MAC header at all
+    none = SkbView(skb.data, skb.headlen, network_offset=0, mac_offset=None)
+    assert engine(Insns([Insn(0x30, imm=ll), Insn(0x95)]), space=space).run(skb=none) == 0
 
 
 # -- budget and unverified code ---------------------------------------------------------------------------------

@@ -61,9 +61,11 @@ from pybpf.elf.spec import (
     MapOrigin,
     MapSpec,
     ObjectSpec,
+    PathArg,
     ProgramSpec,
     Relocation,
     RelocKind,
+    path_str,
 )
 from pybpf.errors import BtfError, ElfError, IsaError, RelocationError
 from pybpf.isa import PseudoSrc, SourceLine
@@ -1070,10 +1072,11 @@ def _meta_dict(meta: InsnMeta) -> dict[str, object]:
     return {"symbol": meta.symbol, "reference": meta.reference, "source": meta.source, "func": meta.func}
 
 
-def read_btf(data: bytes, *, path: str = "<bytes>") -> tuple[BtfSpec, BtfExt | None]:
+def read_btf(data: bytes, *, path: PathArg = "<bytes>") -> tuple[BtfSpec, BtfExt | None]:
     """The ``.BTF`` (and ``.BTF.ext``) of an ELF object as written — no libbpf fix-ups — or, when
     ``data`` is not ELF, ``data`` itself as raw BTF (``/sys/kernel/btf/vmlinux``). This is what
-    ``bpftool btf dump file`` shows."""
+    ``bpftool btf dump file`` shows. ``path`` (any path type) only labels messages."""
+    path = path_str(path)
     if data[:4] != b"\x7fELF":
         return _with_path(lambda: BtfSpec.from_bytes(data), path), None
     elf = ElfFile.from_bytes(data, path=path)

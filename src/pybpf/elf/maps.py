@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pybpf.btf.spec import BtfSpec
 from pybpf.btf.types import Array, Datasec, Enum, Enum64, FuncProto, Ptr, Struct, Var, VarLinkage
 from pybpf.elf.reader import STT_FUNC, STT_SECTION, ElfFile, Section
-from pybpf.elf.spec import MapOrigin, MapSpec, Pinning
+from pybpf.elf.spec import MapOrigin, MapSpec, PathArg, Pinning, path_str
 from pybpf.errors import BtfError, ElfError
 from pybpf.uapi import BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, BPF_OBJ_NAME_LEN, MapType
 
@@ -46,9 +46,10 @@ def internal_map_name(obj_name: str, real_name: str) -> str:
     return "".join(c if (c.isascii() and c.isalnum()) or c in "_." else "_" for c in name)
 
 
-def object_name(path: str) -> str:
-    """libbpf's object name: the file's base name cut to 15 characters, then at the first dot."""
-    base = path.rsplit("/", 1)[-1][: BPF_OBJ_NAME_LEN - 1]
+def object_name(path: PathArg) -> str:
+    """libbpf's object name: the file's base name cut to 15 characters, then at the first dot
+    (``path``: ``str``, ``bytes`` or ``os.PathLike``)."""
+    base = path_str(path).rsplit("/", 1)[-1][: BPF_OBJ_NAME_LEN - 1]
     return base.split(".", 1)[0]
 
 

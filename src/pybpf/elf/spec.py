@@ -16,6 +16,7 @@ appended the way libbpf does); externs (kfuncs, ksyms) stay pending with their n
 from __future__ import annotations
 
 import copy as _copy
+import os
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,19 @@ __all__ = [
     "RelocKind",
     "Relocation",
 ]
+
+
+PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+"""What the public API takes for a file name: ``str``, ``bytes`` or any ``os.PathLike`` (``pathlib.Path``)."""
+
+
+def path_str(path: PathArg) -> str:
+    """``path`` as text (``os.fspath``, bytes decoded with the file-system encoding), so that names,
+    messages and ``ObjectSpec.path`` are always ``str``. Anything else — an ``int`` in particular,
+    which ``open()`` would take for a file descriptor — is a ``TypeError``, as ``open()`` gives."""
+    if not isinstance(path, str | bytes | os.PathLike):
+        raise TypeError(f"expected a path (str, bytes or os.PathLike), not {type(path).__name__}")
+    return os.fsdecode(os.fspath(path))
 
 
 class MapOrigin(StrEnum):
@@ -303,12 +317,14 @@ class ObjectSpec:
     warnings: tuple[str, ...] = ()
 
     @classmethod
-    def from_path(cls, path: str, *, core_target: BtfSpec | None = None, name: str | None = None) -> ObjectSpec:
-        """Read an object file. ``core_target`` is the BTF that CO-RE relocations resolve against
-        (e.g. the kernel's); without it only relocations against the UAPI context types
-        (``struct __sk_buff``...) are applied and the rest stay pending."""
+    def from_path(cls, path: PathArg, *, core_target: BtfSpec | None = None, name: str | None = None) -> ObjectSpec:
+        """Read an object file (``path``: ``str``, ``bytes`` or ``os.PathLike``; ``.path`` keeps it as
+        ``str``). ``core_target`` is the BTF that CO-RE relocations resolve against (e.g. the
+        kernel's); without it only relocations against the UAPI context types (``struct
+        __sk_buff``...) are applied and the rest stay pending."""
         from pybpf.elf.load import load_object
 
+        path = path_str(path)
         try:
             with open(path, "rb") as f:
                 data = f.read()
@@ -320,13 +336,14 @@ class ObjectSpec:
 
     @classmethod
     def from_bytes(
-        cls, data: bytes, *, name: str = "obj", path: str | None = None, core_target: BtfSpec | None = None
+        cls, data: bytes, *, name: str = "obj", path: PathArg | None = None, core_target: BtfSpec | None = None
     ) -> ObjectSpec:
         """Read an object from memory; ``name`` is the object name (map name prefixes), ``path``
-        only labels messages. ``core_target`` as for :meth:`from_path`."""
+        (any path type, kept as ``str``) only labels messages. ``core_target`` as for :meth:`from_path`."""
         from pybpf.elf.load import load_object
 
-        return load_object(data, path=path or f"<{name}>", name=name, core_target=core_target)
+        label = path_str(path) if path is not None else ""
+        return load_object(data, path=label or f"<{name}>", name=name, core_target=core_target)
 
     def copy(self) -> ObjectSpec:
         """An independent copy: programs and maps can be changed without touching this one."""

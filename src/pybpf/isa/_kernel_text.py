@@ -61,10 +61,18 @@ class KernelCallbacks:
     ``call`` is asked for calls that are not known helpers (bpf-to-bpf calls, kfuncs, internal
     functions the verifier patched in, unknown helper ids); ``imm`` prints every lddw value. Without
     them the kernel's defaults apply: ``pc+N`` / ``kernel-function`` / ``unknown`` and ``0x%llx``.
+
+    ``calls_resolved``: the stream is a post-fixup (xlated) one. There the kernel's helper calls hold
+    the offset of the implementing function, which is never a helper id, so ``__func_get_name`` always
+    ends up asking ``call`` (bpftool's answer is the kallsyms name: ``bpf_user_rnd_u32`` for
+    ``bpf_get_prandom_u32``). pybpf's stream keeps the helper id, so with this flag ``call`` is asked
+    first and the UAPI name is only its fallback. Verifier logs print the stream before the fixups
+    and leave it unset.
     """
 
     call: CallNamer | None = None
     imm: ImmPrinter | None = None
+    calls_resolved: bool = False
 
 
 NO_CALLBACKS = KernelCallbacks()
@@ -179,6 +187,10 @@ def _ld(insn: Insn, cbs: KernelCallbacks, leaks: bool) -> str:
 def _call_name(insn: Insn, cbs: KernelCallbacks) -> str:
     """The kernel's ``__func_get_name``: helper table, then the callback, then a default."""
     imm = sext(insn.imm, 32)
+    if cbs.calls_resolved and cbs.call is not None:
+        res = cbs.call(insn)
+        if res is not None:
+            return res
     if insn.src == 0 and imm in _HELPER_IDS:
         return "bpf_" + HelperId(imm).name
     if cbs.call is not None:

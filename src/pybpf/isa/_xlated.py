@@ -49,7 +49,7 @@ def _bpftool_imm(insn: Insn, full_imm: int) -> str:
     return f"{full_imm:#x}"
 
 
-def bpftool_callbacks(call_name: CallNamer | None = None) -> KernelCallbacks:
+def bpftool_callbacks(call_name: CallNamer | None = None, *, calls_resolved: bool = False) -> KernelCallbacks:
     """The callbacks bpftool hands to the kernel's printer.
 
     ``call_name`` names calls the helper table does not know: internal functions the verifier
@@ -57,6 +57,10 @@ def bpftool_callbacks(call_name: CallNamer | None = None) -> KernelCallbacks:
     JITed subprogram's symbol. It may return ``None`` to keep the default: the instruction's
     ``meta.reference`` if it has one (``call pc+N#name`` for bpf-to-bpf calls), else ``pc+N`` /
     ``kernel-function`` / ``unknown`` as the kernel prints.
+
+    ``calls_resolved=True`` (a loaded program's xlated stream): ``call_name`` is asked about helper
+    calls too, before the helper table — bpftool names them by the kernel function the call reaches
+    (see :class:`~pybpf.isa._kernel_text.KernelCallbacks`).
     """
 
     def call(insn: Insn) -> str | None:
@@ -71,7 +75,7 @@ def bpftool_callbacks(call_name: CallNamer | None = None) -> KernelCallbacks:
             return f"{rel}#{ref}" if ref else rel
         return ref
 
-    return KernelCallbacks(call=call, imm=_bpftool_imm)
+    return KernelCallbacks(call=call, imm=_bpftool_imm, calls_resolved=calls_resolved)
 
 
 def linfo_text(source: SourceLine, *, linum: bool = False) -> str:

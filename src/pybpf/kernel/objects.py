@@ -40,7 +40,7 @@ from pybpf.kernel.maps.base import (
     Map,
     MapAttrs,
 )
-from pybpf.kernel.pin import KIND_MAP, KIND_PROG, BpfFs
+from pybpf.kernel.pin import KIND_MAP, KIND_PROG, BpfFs, PinPath
 from pybpf.kernel.program import Program, ProgramImage
 from pybpf.uapi import MapType
 
@@ -502,7 +502,7 @@ class Kernel:
                 yield p
 
     # -- pinning --------------------------------------------------------------------------------
-    def obj_pin(self, fd: int, pathname: str, dir_fd: int | None = None) -> None:
+    def obj_pin(self, fd: int, pathname: PinPath, dir_fd: int | None = None) -> None:
         """``BPF_OBJ_PIN``: EINVAL for an fd that is not a bpf object (as ``bpf_fd_probe_obj``)."""
         try:
             obj = self._resolve_fd(fd)
@@ -510,10 +510,10 @@ class Kernel:
             raise BpfError(errno.EINVAL) from None
         self.pin(obj, pathname, dir_fd)
 
-    def pin(self, obj: Map | Program, pathname: str, dir_fd: int | None = None) -> Path:
+    def pin(self, obj: Map | Program, pathname: PinPath, dir_fd: int | None = None) -> Path:
         return self.fs.pin(obj.path, pathname, dir_fd)
 
-    def obj_get(self, pathname: str, file_flags: int = 0, dir_fd: int | None = None) -> int:
+    def obj_get(self, pathname: PinPath, file_flags: int = 0, dir_fd: int | None = None) -> int:
         """``BPF_OBJ_GET``: an fd for the object pinned at ``pathname``."""
         mode = file_flags_for(file_flags)
         obj = self.open_pinned(pathname, dir_fd)
@@ -521,7 +521,7 @@ class Kernel:
             mode = os.O_RDWR
         return self._new_fd(obj, mode)
 
-    def open_pinned(self, pathname: str, dir_fd: int | None = None) -> Map | Program:
+    def open_pinned(self, pathname: PinPath, dir_fd: int | None = None) -> Map | Program:
         """The object pinned at ``pathname`` (ENOENT if nothing, EACCES if not a bpf object)."""
         path = self.fs.resolve_pin(pathname, dir_fd)
         if path.is_dir():

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from pybpf.errors import BpfError
 
-__all__ = ["KIND_BTF", "KIND_LINK", "KIND_MAP", "KIND_PROG", "BpfFs", "default_root"]
+__all__ = ["KIND_BTF", "KIND_LINK", "KIND_MAP", "KIND_PROG", "BpfFs", "PinPath", "default_root"]
 
 KIND_MAP = "map"
 KIND_PROG = "prog"
@@ -50,6 +50,8 @@ KIND_LINK = "link"
 KIND_BTF = "btf"
 _KINDS = (KIND_MAP, KIND_PROG, KIND_LINK, KIND_BTF)
 _SYS_BPFFS = "/sys/fs/bpf"
+PinPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+"""A pin path as the public API takes it (``pathlib.Path`` included)."""
 _ID_MAX = 0x7FFFFFFF
 
 
@@ -203,8 +205,10 @@ class BpfFs:
         return removed
 
     # -- pinning ------------------------------------------------------------------------
-    def translate(self, pathname: str, dir_fd: int | None = None) -> Path:
-        """The file-system path a user's pin path names (``/sys/fs/bpf/x`` → ``<root>/x``)."""
+    def translate(self, pathname: PinPath, dir_fd: int | None = None) -> Path:
+        """The file-system path a user's pin path names (``/sys/fs/bpf/x`` → ``<root>/x``);
+        ``pathname`` may be ``str``, ``bytes`` or ``os.PathLike``."""
+        pathname = os.fsdecode(os.fspath(pathname))
         if pathname.startswith(_SYS_BPFFS + "/") or pathname == _SYS_BPFFS:
             if str(self.root) != _SYS_BPFFS:
                 rest = pathname[len(_SYS_BPFFS):].lstrip("/")
@@ -223,7 +227,7 @@ class BpfFs:
             return False
         return not (rel.parts and rel.parts[0] == ".pybpf")
 
-    def pin(self, storage: Path, pathname: str, dir_fd: int | None = None) -> Path:
+    def pin(self, storage: Path, pathname: PinPath, dir_fd: int | None = None) -> Path:
         """``OBJ_PIN``: link ``storage`` at ``pathname``, with the kernel's errnos (ENOENT for a
         missing parent, EPERM outside a bpffs, EEXIST for an existing name)."""
         dest = self.translate(pathname, dir_fd)
@@ -242,7 +246,7 @@ class BpfFs:
             raise BpfError(e.errno or errno.EPERM) from None
         return dest
 
-    def resolve_pin(self, pathname: str, dir_fd: int | None = None) -> Path:
+    def resolve_pin(self, pathname: PinPath, dir_fd: int | None = None) -> Path:
         """``OBJ_GET``: the existing file a pin path names (ENOENT if none)."""
         path = self.translate(pathname, dir_fd)
         if not path.exists():

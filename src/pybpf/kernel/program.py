@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from pybpf.kernel.maps.base import Map
     from pybpf.kernel.objects import Kernel
 
-__all__ = ["PROG_HEADER", "Program", "ProgramImage", "internal_call_name", "license_is_gpl_compatible", "prog_tag"]
+__all__ = ["PROG_HEADER", "Program", "ProgramImage", "internal_call_name", "license_is_gpl_compatible", "prog_tag",
+           "prog_tag_raw", "zero_map_values"]
 
 PROG_MAGIC = 0x46504250
 PROG_KIND_BYTE = 2
@@ -53,7 +54,16 @@ def prog_tag(insns: Insns) -> bytes:
     with the immediate of a map-referencing ``lddw`` (both halves) cleared because fds are not
     stable. Python's sha1 pads exactly as the kernel's hand-rolled padding does.
     """
-    raw = bytearray(insns.encode())
+    return prog_tag_raw(bytearray(insns.encode()))
+
+
+def prog_tag_raw(raw: bytearray) -> bytes:
+    """:func:`prog_tag` of raw instruction bytes (modified in place: map ``lddw`` values zeroed)."""
+    return hashlib.sha1(bytes(zero_map_values(raw))).digest()[:8]
+
+
+def zero_map_values(raw: bytearray) -> bytearray:
+    """What ``bpf_prog_calc_tag`` hashes: ``raw`` with the values of map ``lddw`` cleared (in place)."""
     i = 0
     n = len(raw) // 8
     while i < n:
@@ -67,7 +77,7 @@ def prog_tag(insns: Insns) -> bytes:
             i += 2
             continue
         i += 1
-    return hashlib.sha1(bytes(raw)).digest()[:8]
+    return raw
 
 
 @dataclass(slots=True)
@@ -250,16 +260,23 @@ class Program:
 
     # -- dumps -----------------------------------------------------------------------------------
     def xlated_text(self, *, opcodes: bool = False, linum: bool = False) -> str:
-        """``bpftool prog dump xlated``: kernel-dialect text with ``map[id:N]`` and the names of the
-        internal functions the verifier patched in."""
+        """``bpftool prog dump xlated`` as on a JIT-enabled kernel: kernel-dialect text with
+        ``map[id:N]``, calls named by the kernel function they reach (internal functions the
+        verifier patched in, helpers by their implementation) and bpf-to-bpf calls by the callee's
+        JIT symbol (:mod:`pybpf.kernel.xlated_names`)."""
         from pybpf.isa.disasm import bpftool_callbacks, dump_xlated
+        from pybpf.kernel.xlated_names import xlated_dump_inputs
 
-        return dump_xlated(self.insns, opcodes=opcodes, linum=linum, cbs=bpftool_callbacks(internal_call_name))
+        insns, namer = xlated_dump_inputs(self.image)
+        return dump_xlated(insns, opcodes=opcodes, linum=linum, cbs=bpftool_callbacks(namer, calls_resolved=True))
 
     def xlated_json(self, *, opcodes: bool = False, linum: bool = False) -> list[dict[str, Any]]:
         from pybpf.isa.disasm import bpftool_callbacks, dump_xlated_json
+        from pybpf.kernel.xlated_names import xlated_dump_inputs
 
-        return dump_xlated_json(self.insns, opcodes=opcodes, linum=linum, cbs=bpftool_callbacks(internal_call_name))
+        insns, namer = xlated_dump_inputs(self.image)
+        return dump_xlated_json(insns, opcodes=opcodes, linum=linum,
+                                cbs=bpftool_callbacks(namer, calls_resolved=True))
 
     # -- execution ---------------------------------------------------------------------------
     def runner(self, engine: str = "interpreter") -> Any:

@@ -127,7 +127,16 @@ class Engine:
 def ld_abs(ex: Execution, offset: int, size: int, pc: int) -> int | None:
     """Linux 6.12's legacy packet load (``bpf_skb_load_helper_{8,16,32}``): the big-endian value of
     ``size`` bytes at packet ``offset`` (an ``int``: the low 32 bits, signed), or None when out of range
-    (the rewritten program then returns 0)."""
+    (the rewritten program then returns 0).
+
+    A negative offset is first made relative to ``data`` as ``bpf_skb_load_helper_convert_offset``
+    does: ``[SKF_NET_OFF, 0)`` counts from the network header, ``[SKF_LL_OFF, SKF_NET_OFF)`` from the
+    MAC header (refused when the skb has none), anything lower is out of range. Linux then only
+    checks the end (``headlen - offset >= size``): the converted offset may be negative — a socket
+    filter's MAC header lies before ``data`` — and is read from the skb's head, in front of the
+    packet. So is ours: the bytes before ``data`` come from the buffer behind the packet's region
+    (see :class:`~pybpf.vm.execution.SkbView`).
+    """
     skb = ex.skb
     if skb is None:
         raise err_no_skb(pc)
@@ -141,6 +150,21 @@ def ld_abs(ex: Execution, offset: int, size: int, pc: int) -> int | None:
         if base is None:
             return None
         off += base
-    if off < 0 or skb.headlen - off < size:
+    if skb.headlen - off < size:
         return None
-    return int.from_bytes(ex.space.read(skb.data + off, size, pc=pc), "big")
+    if off >= 0:
+        return int.from_bytes(ex.space.read(skb.data + off, size, pc=pc), "big")
+    return _load_before_data(ex, skb, off, size, pc)
+
+
+def _load_before_data(ex: Execution, skb: SkbView, off: int, size: int, pc: int) -> int | None:
+    """Bytes at ``data + off`` with ``off < 0`` (an SKF_LL_OFF read of a pulled MAC header): read from
+    the buffer of the packet's region, whose index 0 is the skb's head. Before the head there is
+    nothing (None: out of range, as a pointer below ``skb->head`` would be)."""
+    region = ex.space.find(skb.data)
+    if region is None:
+        return None
+    index = (skb.data - region.base) + off
+    if index < 0 or index + size > len(region.buf):
+        return None
+    return int.from_bytes(region.buf[index:index + size], "big")

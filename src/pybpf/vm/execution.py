@@ -6,13 +6,25 @@ afterwards). It is the ``ctx`` a helper receives (see :mod:`pybpf.vm.helpers`): 
 the caller's ``env``, the current pc, memory accessors that fault with that pc, and ``call()`` for BPF
 callbacks.
 
-Stack frames: call depth ``d`` (0..7, MAX_CALL_FRAMES = 8) owns one 512-byte STACK region of the
-address space. Entering a function that uses r10 (program entry, bpf-to-bpf call, tail call,
-callback) zeroes its frame and opens the region ``[0, 512)``; a function that never touches r10
+Stack frames: call depth ``d`` owns one 512-byte STACK region of the address space. Entering a
+function that uses r10 (program entry, bpf-to-bpf call, tail call, callback) zeroes its frame and
+opens the region ``[0, 512)``; a function that never touches r10
 has no way to address its frame, so it gets none (that saves the cost where it cannot be seen).
 Leaving a function closes the frame of its depth, so a pointer into a returned frame faults (the
 strict oracle) and a fresh frame reads as zeros — the same rule in both tiers. ``r10`` is the
 frame's end address.
+
+Call depth. Linux's verifier bounds each *program's* call chain statically (MAX_CALL_FRAMES = 8
+frames from its main function, callbacks included); a tail call from a subprogram starts another
+program in that subprogram's frame, with its own bound, so at run time frames stack up across tail
+calls (``verifier_tailcall_jit``: main calls sub, sub tail-calls main, 33 times). The vm checks the
+same thing at run time: each frame knows the depth its program started at (``base``: 0, or the depth
+of the tail call that started it) and a call that would make ``depth - base`` reach 8 fails with
+"the call stack of 9 frames is too deep". Total depth is therefore at most
+(MAX_TAIL_CALL_CNT + 1) * MAX_CALL_FRAMES = 272 frames; :data:`MAX_RUNTIME_FRAMES` states that bound
+as an explicit guard (the translated tier recurses one Python call per frame and per tail call, well
+inside Python's default recursion limit; callbacks nested in every frame could still exceed it, which
+``run()`` reports as an ``ExecutionError``).
 
 The instruction budget stops runaway programs with :class:`~pybpf.errors.InstructionLimitExceeded`.
 The interpreter counts every instruction; the translated tier counts whole straight-line segments
@@ -35,6 +47,7 @@ __all__ = [
     "BPF_MAX_LOOPS",
     "DEFAULT_BUDGET",
     "MAX_CALL_FRAMES",
+    "MAX_RUNTIME_FRAMES",
     "MAX_TAIL_CALL_CNT",
     "STACK_SIZE",
     "Execution",
@@ -44,6 +57,8 @@ __all__ = [
 STACK_SIZE = 512  # MAX_BPF_STACK
 MAX_CALL_FRAMES = 8  # include/linux/bpf_verifier.h
 MAX_TAIL_CALL_CNT = 33  # include/linux/bpf.h
+MAX_RUNTIME_FRAMES = (MAX_TAIL_CALL_CNT + 1) * MAX_CALL_FRAMES
+"""The most frames a run can stack: MAX_CALL_FRAMES per program, one program per tail call + main."""
 BPF_MAX_LOOPS = 8 * 1024 * 1024  # may_goto's per-frame counter (include/linux/bpf.h)
 DEFAULT_BUDGET = 100_000_000
 _ZERO_FRAME = bytes(STACK_SIZE)
@@ -54,9 +69,14 @@ class SkbView:
     """Where legacy ``LD_ABS`` / ``LD_IND`` read from: the linear part of the socket buffer.
 
     ``data`` is the vm address of the packet's first byte, ``headlen`` the linear length;
-    ``network_offset`` / ``mac_offset`` (relative to ``data``) serve the kernel's negative offsets
-    SKF_NET_OFF and SKF_LL_OFF. The kernel layer supplies this for skb programs; Linux reads through
-    the skb in r6, we read through this view.
+    ``network_offset`` / ``mac_offset`` (relative to ``data``, ``None`` = the skb has no such header)
+    serve the kernel's negative offsets SKF_NET_OFF and SKF_LL_OFF. The kernel layer supplies this for
+    skb programs; Linux reads through the skb in r6, we read through this view.
+
+    A header may lie before ``data`` (a socket filter's MAC header, pulled by ``eth_type_trans``);
+    Linux reads it from the skb's head. The vm reads such bytes from the buffer behind the region
+    holding ``data``, so that buffer must start at the skb's head (the kernel layer's ``SkbState``
+    buffer does: ``[headroom | frame | tailroom]``); the region itself may cover the packet only.
     """
 
     data: int
@@ -69,7 +89,8 @@ class Execution:
     """The state of one run, and the helper context (:class:`pybpf.vm.helpers.HelperContext`)."""
 
     __slots__ = (
-        "_frames", "budget", "depth", "engine", "env", "left", "may_goto_init", "pc", "skb", "space", "tail_call_cnt"
+        "_frames", "base", "budget", "depth", "engine", "env", "left", "may_goto_init", "pc", "skb", "space",
+        "tail_call_cnt",
     )
 
     def __init__(
@@ -87,6 +108,10 @@ class Execution:
         self.left = self.budget
         self.tail_call_cnt = 0
         self.depth = -1
+        self.base = 0
+        """The depth at which the program running the current helper call started (0, or where a tail
+        call replaced a subprogram): callbacks count their depth from it. Set by the engines before
+        each helper call."""
         self.skb = skb
         self.engine: Engine | None = None
         self.may_goto_init = BPF_MAX_LOOPS
@@ -126,11 +151,11 @@ class Execution:
             engine = region.owner()
         if engine is None:
             raise HelperError(f"{func_ptr:#x} is not a BPF function pointer", pc=self.pc)
-        pc, depth = self.pc, self.depth
+        pc, depth, base = self.pc, self.depth, self.base
         try:
             return engine.call_function(self, func_ptr - region.base, (r1, r2, r3, r4, r5), depth + 1)
         finally:
-            self.pc, self.depth = pc, depth
+            self.pc, self.depth, self.base = pc, depth, base
 
     # -- stack frames ----------------------------------------------------------------------------------
     def frame(self, depth: int) -> Region:
@@ -187,6 +212,18 @@ def err_call_target(pc: int, target: int) -> ExecutionError:
 
 def err_too_deep(pc: int) -> ExecutionError:
     return ExecutionError(f"the call stack of {MAX_CALL_FRAMES + 1} frames is too deep", pc=pc)
+
+
+def err_runtime_too_deep(pc: int) -> ExecutionError:
+    return ExecutionError(f"the call stack of {MAX_RUNTIME_FRAMES + 1} frames is too deep", pc=pc)
+
+
+def check_depth(pc: int, depth: int, base: int) -> None:
+    """Refuse entering a function at ``depth`` by a program that started at ``base`` (see above)."""
+    if depth - base >= MAX_CALL_FRAMES:
+        raise err_too_deep(pc)
+    if depth >= MAX_RUNTIME_FRAMES:
+        raise err_runtime_too_deep(pc)
 
 
 def err_unknown_opcode(pc: int, code: int) -> ExecutionError:

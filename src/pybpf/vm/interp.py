@@ -9,8 +9,9 @@ when the outermost frame exits).
 
 Memory goes through :class:`~pybpf.vm.memory.AddressSpace` (precise faults). Calls: helpers by id
 from the :class:`~pybpf.vm.helpers.HelperTable`; bpf-to-bpf calls push a frame (caller's r1..r10
-saved and restored, callee gets zeroed r0/r6..r9, a fresh frame and r10) up to MAX_CALL_FRAMES = 8;
-kfunc calls are refused when reached; tail calls replace the current frame's program (limit 33).
+saved and restored, callee gets zeroed r0/r6..r9, a fresh frame and r10) up to MAX_CALL_FRAMES = 8
+per program; kfunc calls are refused when reached; tail calls replace the current frame's program
+(limit 33), which then counts its own 8 frames from there (see :mod:`pybpf.vm.execution`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pybpf.isa.insn import Insn
 from pybpf.isa.opcodes import OPCODES, AtomicOp, InsnClass, Kind, Mode, PseudoCall, Size, Source
 from pybpf.vm import execution as X
 from pybpf.vm.engine import Engine, ld_abs
-from pybpf.vm.execution import BPF_MAX_LOOPS, MAX_CALL_FRAMES, MAX_TAIL_CALL_CNT, Execution
+from pybpf.vm.execution import BPF_MAX_LOOPS, MAX_TAIL_CALL_CNT, Execution, check_depth
 from pybpf.vm.helpers import ProgramExit, TailCall
 from pybpf.vm.program import bad_register
 from pybpf.vm.semantics import ALU_FUNCS, ATOMIC_FUNCS, COND_FUNCS, M32, M64, bswap, sext, to_be, to_le
@@ -74,6 +75,7 @@ class _Frame:
     return_pc: int = 0
     saved: list[int] = field(default_factory=list)  # caller's r1..r10
     may_goto: int = BPF_MAX_LOOPS
+    base: int = 0  # the depth at which this frame's program started (0, or where a tail call put it)
 
 
 class _Machine:
@@ -92,11 +94,12 @@ class _Machine:
         return self.frames[-1]
 
     def enter(
-        self, engine: Interpreter, start: int, depth: int, return_pc: int = 0, saved: list[int] | None = None
+        self, engine: Interpreter, start: int, depth: int, return_pc: int = 0, saved: list[int] | None = None,
+        base: int = 0,
     ) -> int:
         """Push a frame for the function at ``start``; returns ``start``."""
         frame = _Frame(depth, engine, start, engine.layout.func_end[start], return_pc, saved or [],
-                       self.ex.may_goto_init)
+                       self.ex.may_goto_init, base)
         self.frames.append(frame)
         r = self.regs
         r[0] = r[6] = r[7] = r[8] = r[9] = 0
@@ -179,6 +182,7 @@ def _call_helper_id(m: _Machine, s: _Step, helper_id: int) -> int:
         raise X.err_unknown_helper(s.pc, helper_id)
     r = m.regs
     ex.pc = s.pc
+    ex.base = m.frames[-1].base
     try:
         rv = fn(ex, r[1], r[2], r[3], r[4], r[5])
     except TailCall as t:
@@ -209,6 +213,7 @@ def _tail_call(m: _Machine, s: _Step, t: TailCall) -> int:
     frame.engine = target
     frame.func_start, frame.func_end = 0, target.layout.func_end[0]
     frame.may_goto = ex.may_goto_init
+    frame.base = frame.depth  # a new program: its own call chain starts in this frame
     m.regs[10] = _open_frame(ex, target, 0, frame.depth)
     return 0
 
@@ -217,9 +222,8 @@ def _call_local(m: _Machine, s: _Step) -> int:
     if s.target_error is not None:
         raise s.target_error
     frame = m.frame
-    if frame.depth + 1 >= MAX_CALL_FRAMES:
-        raise X.err_too_deep(s.pc)
-    return m.enter(frame.engine, s.target, frame.depth + 1, s.next, m.regs[1:11])
+    check_depth(s.pc, frame.depth + 1, frame.base)
+    return m.enter(frame.engine, s.target, frame.depth + 1, s.next, m.regs[1:11], frame.base)
 
 
 def _call_kfunc(m: _Machine, s: _Step) -> int:
@@ -397,9 +401,8 @@ class Interpreter(Engine):
     def call_function(self, ex: Execution, slot: int, args: tuple[int, ...], depth: int) -> int:
         if slot not in self.layout.func_end:
             raise X.err_call_target(ex.pc, slot)
-        if depth >= MAX_CALL_FRAMES:
-            raise X.err_too_deep(ex.pc)
+        check_depth(ex.pc, depth, ex.base)
         m = _Machine(ex)
-        m.pc = m.enter(self, slot, depth)
+        m.pc = m.enter(self, slot, depth, base=ex.base)
         m.regs[1 : 1 + len(args)] = [a & M64 for a in args]
         return m.loop()

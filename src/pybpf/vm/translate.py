@@ -45,7 +45,7 @@ from pybpf.isa.insn import Insn
 from pybpf.isa.opcodes import OPCODES, AluOp, AtomicOp, InsnClass, JmpOp, Kind, Mode, OpInfo, PseudoCall, Source
 from pybpf.vm import execution as X
 from pybpf.vm.engine import Engine, ld_abs
-from pybpf.vm.execution import MAX_CALL_FRAMES, MAX_TAIL_CALL_CNT, STACK_SIZE, Execution
+from pybpf.vm.execution import MAX_CALL_FRAMES, MAX_RUNTIME_FRAMES, MAX_TAIL_CALL_CNT, STACK_SIZE, Execution
 from pybpf.vm.helpers import ProgramExit, TailCall
 from pybpf.vm.memory import ID_MASK
 from pybpf.vm.program import bad_register, written_registers
@@ -312,9 +312,10 @@ class _FunctionWriter:
         self.lines.append("    " * indent + text)
 
     def write(self) -> list[str]:
-        """The Python source of the function: ``def F<start>(ex, depth, r1..r5, ...)`` returning r0."""
+        """The Python source of the function: ``def F<start>(ex, depth, base, r1..r5, ...)`` returning
+        r0 (``base``: the depth at which the running program started, see :mod:`pybpf.vm.execution`)."""
         name = f"F{self.start}"
-        self.emit(0, f"def {name}(ex, depth, r1=0, r2=0, r3=0, r4=0, r5=0, r0=0, r6=0, r7=0, r8=0, r9=0):")
+        self.emit(0, f"def {name}(ex, depth, base, r1=0, r2=0, r3=0, r4=0, r5=0, r0=0, r6=0, r7=0, r8=0, r9=0):")
         if self.uses_r10:
             self.emit(1, "stk, r10 = ex.enter_frame(depth)")
         else:
@@ -842,9 +843,10 @@ class _FunctionWriter:
                 self.emit(indent, f"raise {tr.error(X.err_call_target(pc, target))}()")
                 return False
             self.emit(indent, f"if n > left: raise ex.limit_exceeded({pc})")
-            self.emit(indent, f"if depth >= {MAX_CALL_FRAMES - 1}: raise {tr.error(X.err_too_deep(pc))}()")
+            self.emit(indent, f"if depth - base >= {MAX_CALL_FRAMES - 1} or depth >= {MAX_RUNTIME_FRAMES - 1}:")
+            self.emit(indent + 1, f"CHECKDEPTH({pc}, depth + 1, base)")
             self.emit(indent, "ex.left = left - n")
-            self.emit(indent, f"r0 = F{target}(ex, depth + 1, r1, r2, r3, r4, r5)")
+            self.emit(indent, f"r0 = F{target}(ex, depth + 1, base, r1, r2, r3, r4, r5)")
         else:
             if info.kind is Kind.CALL:
                 helper_id = insn.imm & 0xFFFFFFFF
@@ -858,13 +860,15 @@ class _FunctionWriter:
                 unwind = False
             self.emit(indent, f"if n > left: raise ex.limit_exceeded({pc})")
             self.emit(indent, f"ex.pc = {pc}")
+            self.emit(indent, "ex.base = base")
             self.emit(indent, "ex.left = left - n")
             self.emit(indent, "try:")
             self.emit(indent + 1, call)
             self.emit(indent, "except TailCall as t:")
             self.emit(indent + 1, "f = TAIL(ex, t)")
             self.emit(indent + 1, "if f is not None:")
-            self.emit(indent + 2, "return f(ex, depth, r1, r2, r3, r4, r5, r0, r6, r7, r8, r9)")
+            # the target's main replaces this function in its frame and starts its own call chain there
+            self.emit(indent + 2, "return f(ex, depth, depth, r1, r2, r3, r4, r5, r0, r6, r7, r8, r9)")
             if unwind:
                 self.emit(indent, "else:")
                 self.emit(indent + 1, "if r0 == 0: raise ProgramExit(0)")
@@ -1070,6 +1074,7 @@ class _Translator:
             "LDABS": ld_abs,
             "CALLX": self._callx,
             "TailCall": TailCall,
+            "CHECKDEPTH": X.check_depth,
             "ProgramExit": ProgramExit,
         }
         ns.update(self.consts)
@@ -1189,12 +1194,11 @@ class TranslatedProgram(Engine):
         self.main = self.functions[0]
 
     def _run(self, ex: Execution, args: tuple[int, int, int, int, int]) -> int:
-        return self.main(ex, 0, *args)
+        return self.main(ex, 0, 0, *args)
 
     def call_function(self, ex: Execution, slot: int, args: tuple[int, ...], depth: int) -> int:
         fn = self.functions.get(slot)
         if fn is None:
             raise X.err_call_target(ex.pc, slot)
-        if depth >= MAX_CALL_FRAMES:
-            raise X.err_too_deep(ex.pc)
-        return fn(ex, depth, *[a & M64 for a in args])
+        X.check_depth(ex.pc, depth, ex.base)
+        return fn(ex, depth, ex.base, *[a & M64 for a in args])

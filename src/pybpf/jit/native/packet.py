@@ -248,8 +248,10 @@ def _redirect_map(a: Asm) -> None:
 
 def _skb_load(a: Asm) -> None:
     """``u64 skb_load(ctx, offset, size)``: the big-endian value of ``size`` (1, 2, 4) bytes at
-    ``offset`` of the packet (negative offsets: SKF_NET_OFF / SKF_LL_OFF), or 2**32 when they are not
-    all inside the linear part (LD_ABS then makes the program return 0)."""
+    ``offset`` of the packet (negative offsets: SKF_NET_OFF / SKF_LL_OFF, converted as Linux 6.12's
+    ``bpf_skb_load_helper_convert_offset``: relative to the network or MAC header, which may precede
+    ``data``), or 2**32 when they do not end inside the linear part or the header is missing (LD_ABS
+    then makes the program return 0)."""
     a.func("skb_load")
     fail, positive, ll, two, four = (a.new() for _ in range(5))
     a(x.mov_rr(RAX, RSI))
@@ -269,9 +271,9 @@ def _skb_load(a: Asm) -> None:
     a(x.movabs(R8, NO_OFFSET), x.alu_rr(A.CMP, RCX, R8))
     a.jcc(Cond.E, fail)
     a(x.alu_ri(A.SUB, RAX, SKF_LL_OFF), x.alu_rr(A.ADD, RAX, RCX))
+    # the converted offset may be negative (a socket filter's MAC header lies before data): Linux
+    # reads it from the skb's head, and so do we — only the end is checked
     a.at(positive)
-    a(x.test_rr(RAX, RAX))
-    a.jcc(Cond.S, fail)
     a.ld64(RCX, R12, ENV + EnvField.SKB_HEADLEN)
     a(x.alu_rr(A.SUB, RCX, RAX), x.alu_rr(A.CMP, RCX, RDX))
     a.jcc(Cond.L, fail)
