@@ -19,7 +19,7 @@ from pybpf.hooks.devices import NetDevice, device_name
 from pybpf.hooks.errors import HookError
 from pybpf.hooks.pcap import PcapFormat, PcapWriter
 
-__all__ = ["CollectSink", "Emitted", "FrameSink", "PcapSink", "PerDeviceSink", "redirect_dir_sink"]
+__all__ = ["CollectSink", "Emitted", "FrameSink", "PcapSink", "PerDeviceSink", "as_sink", "redirect_dir_sink"]
 
 
 class FrameSink(Protocol):
@@ -123,3 +123,10 @@ def redirect_dir_sink(directory: str | os.PathLike[str], devices: Mapping[int, N
         return PcapSink(d / f"{name}{suffix}.{ext}", format=format, nanosecond=nanosecond)
 
     return PerDeviceSink(factory)
+
+
+def as_sink(dest: str | os.PathLike[str] | FrameSink | None, format: PcapFormat = "pcap") -> FrameSink | None:
+    """An output given as a path becomes a capture file; a sink (or ``None``: discard) stays as it is."""
+    if isinstance(dest, str | os.PathLike):
+        return PcapSink(dest, format=format)
+    return dest

@@ -34,19 +34,19 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import IO, Any
 
+from pybpf.hooks.base import FrameHook
 from pybpf.hooks.devices import NetDevice, system_devices
 from pybpf.hooks.errors import HookError
-from pybpf.hooks.outputs import FrameSink, PcapSink, PerDeviceSink, redirect_dir_sink
+from pybpf.hooks.outputs import FrameSink, PerDeviceSink, as_sink, redirect_dir_sink
 from pybpf.hooks.packet import (
     ETH_HLEN,
     EthInfo,
     Frame,
-    batched,
     eth_type_trans,
     frames_from_pcap,
     vlan_insert,
@@ -175,7 +175,7 @@ class SkbStats:
         return "\n".join(lines)
 
 
-class SkbHook:
+class SkbHook(FrameHook[SkbOutcome, SkbStats]):
     """A tc (SCHED_CLS/SCHED_ACT) or socket-filter program on a stream of frames (module docstring).
 
     Outputs (``None`` discards): ``pass_`` (up the stack / to the socket), ``redirect`` (out of
@@ -196,21 +196,18 @@ class SkbHook:
         if kind is None:
             raise HookError(f"program {getattr(program, 'name', '')!r} is not a tc or socket filter program "
                             f"(type {ptype})")
-        if batch_size < 1:
-            raise HookError(f"batch size must be at least 1, not {batch_size}")
+        super().__init__(batch_size)
         self.program = program
         self.prog_type = ProgType(ptype)
         self.kind = kind
         self.engine = engine
         self.runner = runner if runner is not None else skb_runner(program, engine)
         self.devices = dict(devices) if devices is not None else system_devices()
-        self.outputs: dict[str, FrameSink | None] = {"pass": pass_, "redirect": redirect,
-                                                     "redirect_ingress": redirect_ingress, "drop": drop}
+        self.outputs = {"pass": pass_, "redirect": redirect, "redirect_ingress": redirect_ingress, "drop": drop}
         self.mark = mark
         self.dev_addr = dev_addr
         self.vlan_offload = vlan_offload
         self.l2 = l2 if kind == "socket" else True
-        self.batch_size = batch_size
         self.stats = SkbStats(kind)
 
     # -- context ------------------------------------------------------------------------------------------
@@ -240,18 +237,7 @@ class SkbHook:
         }
 
     # -- running ---------------------------------------------------------------------------------------------
-    def process(self, frames: Iterable[Frame]) -> Iterator[SkbOutcome]:
-        """Run every frame, deliver it and yield what became of it (lazily)."""
-        for batch in batched(frames, self.batch_size):
-            yield from self.run_batch(batch)
-
-    def run(self, frames: Iterable[Frame]) -> SkbStats:
-        for _ in self.process(frames):
-            pass
-        return self.stats
-
     def run_batch(self, batch: list[Frame]) -> list[SkbOutcome]:
-        """Run one batch of frames now (the live hook calls this with whatever has arrived)."""
         inputs = [self.skb_input(f) for f in batch]
         t0 = time.perf_counter_ns()
         runs = self.runner.run_skb(inputs)
@@ -267,11 +253,6 @@ class SkbHook:
         if self.vlan_offload and f.get("vlan_present"):
             return vlan_insert(run.data, f.get("vlan_tci", 0), _be16_as_host(f.get("vlan_proto", 0)) or 0x8100)
         return run.data
-
-    def _emit(self, output: str, data: bytes, frame: Frame, ifindex: int) -> None:
-        sink = self.outputs.get(output)
-        if sink is not None:
-            sink.emit(data, ts_ns=frame.ts_ns, ifindex=ifindex)
 
     def _count(self, name: str) -> None:
         self.stats.verdicts[name] = self.stats.verdicts.get(name, 0) + 1
@@ -356,18 +337,6 @@ class SkbHook:
         out.egress = (ri.tgt_index,)
         self._emit(out.action, data, frame, ri.tgt_index)
 
-    # -- lifetime -------------------------------------------------------------------------------------------
-    def close(self) -> None:
-        for sink in self.outputs.values():
-            if sink is not None:
-                sink.close()
-
-    def __enter__(self) -> SkbHook:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 def run_pcap(program: Any, pcap_in: str | os.PathLike[str] | IO[bytes], *,
              pass_out: str | os.PathLike[str] | FrameSink | None = None,
@@ -384,13 +353,8 @@ def run_pcap(program: Any, pcap_in: str | os.PathLike[str] | IO[bytes], *,
     if redirect_dir is not None:
         redirect = redirect_dir_sink(redirect_dir, devs, format=out_format)
         redirect_in = redirect_dir_sink(redirect_dir, devs, suffix="-ingress", format=out_format)
-    pass_sink: FrameSink | None
-    if isinstance(pass_out, str | os.PathLike):
-        pass_sink = PcapSink(pass_out, format=out_format)
-    else:
-        pass_sink = pass_out
-    hook = SkbHook(program, engine=engine, runner=runner, devices=devs, pass_=pass_sink, redirect=redirect,
-                   redirect_ingress=redirect_in, mark=mark, vlan_offload=vlan_offload, l2=l2,
+    hook = SkbHook(program, engine=engine, runner=runner, devices=devs, pass_=as_sink(pass_out, out_format),
+                   redirect=redirect, redirect_ingress=redirect_in, mark=mark, vlan_offload=vlan_offload, l2=l2,
                    batch_size=batch_size)
     with hook:
         return hook.run(frames_from_pcap(pcap_in, ifindex=ifindex))

@@ -46,10 +46,11 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from pybpf.errors import BpfError, NotSupportedError
+from pybpf.hooks.base import FrameHook
 from pybpf.hooks.devices import NetDevice, system_devices, xdp_ok_fwd_dev
 from pybpf.hooks.errors import HookError
-from pybpf.hooks.outputs import FrameSink, PcapSink, redirect_dir_sink
-from pybpf.hooks.packet import ETH_HLEN, Frame, batched, frames_from_pcap
+from pybpf.hooks.outputs import FrameSink, as_sink, redirect_dir_sink
+from pybpf.hooks.packet import ETH_HLEN, Frame, frames_from_pcap
 from pybpf.hooks.pcap import PcapFormat
 from pybpf.hooks.runners import INT_MAX, XdpRun, XdpRunner, kernel_program, xdp_runner
 from pybpf.uapi import MapType, ProgType, XdpAction, c_name
@@ -146,7 +147,7 @@ class XdpStats:
         return "\n".join(lines)
 
 
-class XdpHook:
+class XdpHook(FrameHook[XdpOutcome, XdpStats]):
     """An XDP program attached to a stream of frames (see the module docstring).
 
     ``program`` is a loaded XDP :class:`~pybpf.kernel.program.Program`. Outputs are
@@ -166,32 +167,18 @@ class XdpHook:
         if ptype != ProgType.XDP:
             raise HookError(f"program {getattr(program, 'name', '')!r} is not an XDP program "
                             f"(type {_type_name(ptype)})")
-        if batch_size < 1:
-            raise HookError(f"batch size must be at least 1, not {batch_size}")
+        super().__init__(batch_size)
         self.program = program
         self.engine = engine
         self.runner = runner if runner is not None else xdp_runner(program, engine)
         self.devices = dict(devices) if devices is not None else system_devices()
-        self.outputs: dict[str, FrameSink | None] = {"pass": pass_, "tx": tx, "redirect": redirect, "drop": drop}
-        self.batch_size = batch_size
+        self.outputs = {"pass": pass_, "tx": tx, "redirect": redirect, "drop": drop}
         self.stats = XdpStats()
         self._warned: set[int] = set()
         self._devmap_runners: dict[int, XdpRunner] = {}
 
     # -- running ---------------------------------------------------------------------------------
-    def process(self, frames: Iterable[Frame]) -> Iterator[XdpOutcome]:
-        """Run every frame, deliver it to its output and yield what became of it (lazily)."""
-        for batch in batched(frames, self.batch_size):
-            yield from self.run_batch(batch)
-
-    def run(self, frames: Iterable[Frame]) -> XdpStats:
-        """Run every frame; returns the counters (also ``self.stats``)."""
-        for _ in self.process(frames):
-            pass
-        return self.stats
-
     def run_batch(self, batch: list[Frame]) -> list[XdpOutcome]:
-        """Run one batch of frames now (the live hook calls this with whatever has arrived)."""
         for frame in batch:
             if len(frame.data) < ETH_HLEN:
                 # drivers and the generic receive path never run XDP on a runt frame (and
@@ -249,11 +236,6 @@ class XdpHook:
         dev = self.devices.get(ifindex) if ifindex is not None else None
         self.stats.warnings.append(warn_invalid_xdp_action(act, getattr(program, "name", ""), pid,
                                                            dev.name if dev else None))
-
-    def _emit(self, output: str, data: bytes, frame: Frame, ifindex: int) -> None:
-        sink = self.outputs.get(output)
-        if sink is not None:
-            sink.emit(data, ts_ns=frame.ts_ns, ifindex=ifindex)
 
     def _drop(self, data: bytes, frame: Frame) -> None:
         self.stats.dropped += 1
@@ -352,21 +334,8 @@ class XdpHook:
         return 0
 
     # -- lifetime ----------------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Close every output (flushes capture files) and release the runners' buffers."""
-        for sink in self.outputs.values():
-            if sink is not None:
-                sink.close()
-        for runner in (self.runner, *self._devmap_runners.values()):
-            close = getattr(runner, "close", None)
-            if close is not None:
-                close()
-
-    def __enter__(self) -> XdpHook:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _runners(self) -> Iterable[Any]:
+        return (self.runner, *self._devmap_runners.values())
 
 
 def _devmap_entry(m: Any, key: int) -> tuple[int, int] | None:
@@ -411,15 +380,7 @@ def run_pcap(program: Any, pcap_in: str | os.PathLike[str] | IO[bytes], *,
     ``tx_out``, redirected frames to ``redirect_dir/<device>.pcap``. Returns the counters."""
     devs = dict(devices) if devices is not None else system_devices()
     hook = XdpHook(program, engine=engine, runner=runner, devices=devs, batch_size=batch_size,
-                   pass_=_sink(pass_out, out_format), tx=_sink(tx_out, out_format),
+                   pass_=as_sink(pass_out, out_format), tx=as_sink(tx_out, out_format),
                    redirect=redirect_dir_sink(redirect_dir, devs, format=out_format) if redirect_dir else None)
     with hook:
         return hook.run(frames_from_pcap(pcap_in, ifindex=ifindex, rx_queue=rx_queue))
-
-
-def _sink(dest: str | os.PathLike[str] | FrameSink | None, fmt: PcapFormat) -> FrameSink | None:
-    if dest is None:
-        return None
-    if isinstance(dest, str | os.PathLike):
-        return PcapSink(dest, format=fmt)
-    return dest
