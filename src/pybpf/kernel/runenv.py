@@ -182,6 +182,12 @@ class RunEnv:
     locked: list[int] = field(default_factory=list)
     user: Any = None
     """Application data for application-defined program types."""
+    skb_hash_valid: bool = False
+    """``skb->sw_hash``/``l4_hash``: ``skb->hash`` holds a computed flow hash (``bpf_get_hash_recalc``)."""
+    skb_ip_summed: int = 0
+    """``skb->ip_summed``: CHECKSUM_NONE (0) in test runs, as ``bpf_prog_test_run_skb`` builds the skb."""
+    skb_csum: int = 0
+    """``skb->csum`` (meaningful with CHECKSUM_COMPLETE, 2)."""
 
     @property
     def prog_type(self) -> int:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from pybpf.errors import ENOTSUPP, BpfError, NotSupportedError
 from pybpf.kernel import native
 from pybpf.kernel.engines import kernel_space, native_space, run_lock
+from pybpf.kernel.maps.cgroup_storage import reset_run_storage
 from pybpf.kernel.runenv import (
     ETH_HLEN,
     NET_SKB_PAD,
@@ -154,6 +155,8 @@ def test_run(
         raise BpfError(ENOTSUPP) from None
     if ctx_in is None and want_ctx_out:
         ctx_in = b""  # bpf_ctx_init: a ctx_out buffer alone gives the run a zeroed context
+    # bpf_cgroup_storages_alloc: every test run gets fresh, zeroed cgroup storages
+    reset_run_storage(getattr(prog, "used_maps", {}).values())
     kind = desc.test_run
     if kind == "xdp":
         return _run_xdp(kernel, prog, data_in, ctx_in, repeat, flags, batch_size, engine, want_ctx_out, cpu)

@@ -1,6 +1,7 @@
 """Helper implementations (Python) by family, and the table engines dispatch through.
 
-Each family module (``maps``, ``packet``, ``system``, ``trace``, ``ringbuf``) exports ``HELPERS``
+Each family module (``maps``, ``packet``, ``system``, ``trace``, ``ringbuf``, ``sock``, ``netdev``,
+``flow``, ``probe``) exports ``HELPERS``
 (``HelperId`` → callable with the vm's helper signature ``(ctx, r1, r2, r3, r4, r5) -> int``).
 :func:`helper_table` merges them with the internal functions of contract 2 (the map operations the
 verifier's fixups call directly). Prototypes and which program type may call which helper are the
@@ -22,10 +23,10 @@ __all__ = ["helper_table", "kernel_helpers"]
 @cache
 def kernel_helpers() -> dict[int, Any]:
     """Every helper pybpf implements, by id (kernel helper ids and internal-function ids)."""
-    from pybpf.kernel.helpers import maps, packet, ringbuf, system, trace
+    from pybpf.kernel.helpers import flow, maps, netdev, packet, probe, ringbuf, sock, system, trace
 
     table: dict[int, Any] = {}
-    for mod in (maps, packet, system, trace, ringbuf):
+    for mod in (maps, packet, system, trace, ringbuf, sock, netdev, flow, probe):
         table.update({int(k): v for k, v in mod.HELPERS.items()})
     table.update(maps.INTERNAL())
     return table

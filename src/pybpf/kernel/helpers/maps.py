@@ -184,7 +184,18 @@ def _internal_table() -> dict[int, Any]:
     return out
 
 
+def get_local_storage(ctx: Any, r1: int, r2: int, *_: int) -> int:
+    """``bpf_get_local_storage(map, flags)``: the running program's cgroup storage of the map's type —
+    in a test run, the fresh storage the run allocated (:mod:`pybpf.kernel.maps.cgroup_storage`);
+    this CPU's copy for the per-CPU type."""
+    m = map_arg(ctx, r1)
+    if not hasattr(m, "run_storage_offset"):
+        raise HelperError(f"bpf_get_local_storage: map {m.id} is not a cgroup storage", pc=ctx.pc)
+    return map_value_address(ctx, m, m.run_storage_offset(int(getattr(ctx.env, "cpu", 0))))
+
+
 HELPERS: dict[int, Any] = {
+    HelperId.get_local_storage: get_local_storage,
     HelperId.map_lookup_elem: map_lookup_elem,
     HelperId.map_update_elem: map_update_elem,
     HelperId.map_delete_elem: map_delete_elem,

@@ -13,6 +13,7 @@ import errno
 import struct
 from typing import Any
 
+from pybpf.errors import ENOTSUPP
 from pybpf.kernel.helpers.maps import map_arg
 from pybpf.kernel.runenv import ETH_HLEN, INT_MAX, PAGE_SIZE, XDP_FRAME_SIZE, RunEnv, metalen_invalid
 from pybpf.uapi import HelperId, MapType, ProgType
@@ -220,6 +221,19 @@ def csum_diff(ctx: Any, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     return csum_diff_value(frm, to, r5)
 
 
+CHECKSUM_COMPLETE = 2
+
+
+def csum_update(ctx: Any, r1: int, r2: int, *_: int) -> int:
+    """``bpf_csum_update(skb, csum)``: add ``csum`` to ``skb->csum`` when the skb carries a complete
+    checksum and return the new sum; -ENOTSUPP otherwise (test-run skbs are CHECKSUM_NONE)."""
+    env = _env(ctx)
+    if env.skb is None or env.skb_ip_summed != CHECKSUM_COMPLETE:
+        return -ENOTSUPP
+    env.skb_csum = csum_add(env.skb_csum, r2 & _M32)
+    return env.skb_csum
+
+
 def _skb_csum_ptr(ctx: Any, offset: int) -> int | None:
     s = _env(ctx).skb
     if s is None or offset > 0xFFFF or offset & 1 or offset + 2 > s.len:
@@ -367,6 +381,7 @@ HELPERS: dict[int, Any] = {
     HelperId.redirect: redirect,
     HelperId.redirect_map: redirect_map,
     HelperId.csum_diff: csum_diff,
+    HelperId.csum_update: csum_update,
     HelperId.l3_csum_replace: l3_csum_replace,
     HelperId.l4_csum_replace: l4_csum_replace,
     HelperId.skb_load_bytes: skb_load_bytes,

@@ -16,6 +16,7 @@ def _register() -> None:
     from pybpf.kernel.maps import (
         array,
         bloom,
+        cgroup_storage,
         devmap,
         fd_array,
         hash,
@@ -23,9 +24,12 @@ def _register() -> None:
         perf_event_array,
         queue_stack,
         ringbuf,
+        sk_storage,
+        xskmap,
     )
 
-    for mod in (array, hash, lpm_trie, queue_stack, ringbuf, fd_array, devmap, bloom, perf_event_array):
+    for mod in (array, hash, lpm_trie, queue_stack, ringbuf, fd_array, devmap, bloom, perf_event_array,
+                cgroup_storage, sk_storage, xskmap):
         for cls in mod.MAP_CLASSES:
             for t in cls.map_types:
                 _REGISTRY[int(t)] = cls
