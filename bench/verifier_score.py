@@ -62,6 +62,7 @@ RUN_RETVAL = os.environ.get("PYBPF_SCORE_RETVAL", "1") != "0"
 REPO = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO / "tools" / "verifier-selftests" / "build"
 DEV_CORPUS = Path("/work/vst")
+BTF_REQUIRED_MAPS = (24, 28, 29, 32)  # SK_STORAGE, INODE_STORAGE, TASK_STORAGE, CGRP_STORAGE
 
 
 def default_corpus() -> Path:
@@ -119,6 +120,8 @@ class Result:
     errno: int | None = None
     msgs_expected: bool = False
     msgs_ok: bool | None = None
+    xlated_expected: bool = False
+    xlated_ok: bool | None = None
     retval_expected: bool = False
     retval_ok: bool | None = None
     error: str = ""
@@ -197,6 +200,9 @@ def loaded(spec: dict[str, Any], obj: Any, prog: Any, flags: int) -> Iterator[An
                         if kind == "bpf_spin_lock"]
                 attrs = MapAttrs(int(ms.type), ms.key_size, ms.value_size, ms.max_entries, ms.flags,
                                  name=name[:15], inner_map=inner, spin_lock_off=lock[0] if lock else None)
+                if int(ms.type) in BTF_REQUIRED_MAPS:  # local storages need key/value BTF, as libbpf passes
+                    attrs.btf, attrs.btf_key_type_id, attrs.btf_value_type_id = \
+                        obj.btf, ms.key_type_id or 0, ms.value_type_id or 0
                 try:
                     m = k.create_map(attrs)
                 except PybpfError:
@@ -385,6 +391,7 @@ def run_one(corpus: str, spec: dict[str, Any], unpriv: bool = False, soundness: 
     from pybpf.errors import PybpfError, VerifierError
     from pybpf.uapi import ProgType
     from pybpf.verifier import verify
+    from pybpf.verifier.selftests import disasm_patterns, match_patterns, xlated_text
     from pybpf.verifier.specmaps import maps_from_specs
 
     if unpriv:
@@ -392,7 +399,8 @@ def run_one(corpus: str, spec: dict[str, Any], unpriv: bool = False, soundness: 
         # are checked on the privileged load only)
         spec = spec | {"expect": spec["unpriv_expect"], "msgs": spec["unpriv_msgs"], "retval": None}
     res = Result(spec["object"], spec["function"], spec["prog_type"], spec["expect"], None,
-                 msgs_expected=bool(spec["msgs"]), retval_expected=spec["retval"] is not None, unpriv=unpriv)
+                 msgs_expected=bool(spec["msgs"]), retval_expected=spec["retval"] is not None, unpriv=unpriv,
+                 xlated_expected=bool(spec["xlated"]) and not unpriv)
     t0 = time.monotonic()
     try:
         path = os.path.join(corpus, "obj", spec["object"])
@@ -410,11 +418,13 @@ def run_one(corpus: str, spec: dict[str, Any], unpriv: bool = False, soundness: 
         func_info = func_info_of(prog)
         pt = prog.prog_type if prog.prog_type is not None else ProgType.SOCKET_FILTER
         level = spec["log_level"] or 1
+        verified = None
         try:
-            verify(insns, prog_type=pt, maps=by_fd, prog_flags=flags_of(spec) | prog.prog_flags, log_level=level,
-                   expected_attach_type=int(prog.expected_attach_type or 0), prog_name=prog.name,
-                   func_info=func_info or None, btf=prog.btf, gpl=True, deadline=time.monotonic() + TIME_LIMIT,
-                   caps=CAPS.get(spec["object"]), unprivileged=unpriv)
+            verified = verify(
+                insns, prog_type=pt, maps=by_fd, prog_flags=flags_of(spec) | prog.prog_flags, log_level=level,
+                expected_attach_type=int(prog.expected_attach_type or 0), prog_name=prog.name,
+                func_info=func_info or None, btf=prog.btf, gpl=True, deadline=time.monotonic() + TIME_LIMIT,
+                caps=CAPS.get(spec["object"]), unprivileged=unpriv)
             res.accepted = True
             log = ""
         except VerifierError as e:
@@ -434,6 +444,12 @@ def run_one(corpus: str, spec: dict[str, Any], unpriv: bool = False, soundness: 
             sound = run_soundness(spec, obj, prog, flags_of(spec) | prog.prog_flags, seed)
             res.sound_runs, res.sound_faults, res.sound_not_run = sound.runs, sound.faults, sound.not_run
             res.sound_errors = sound.errors
+        if res.xlated_expected and verified is not None:
+            # test_loader's view of the program after the rewrites (pybpf's post-fixup stream, what
+            # `pybpf prog dump xlated` shows), matched as test_loader matches __xlated
+            res.xlated_ok = match_patterns(xlated_text(verified.insns), disasm_patterns(spec["xlated"]))
+        elif res.xlated_expected:
+            res.xlated_ok = False
         if spec["msgs"]:
             if res.accepted:
                 v = verify(insns, prog_type=pt, maps=by_fd, prog_flags=flags_of(spec) | prog.prog_flags,
@@ -472,10 +488,13 @@ def summarize(results: list[Result], types: tuple[str, ...]) -> list[str]:
     rv = sum(bool(r.retval_ok) for r in rt)
     not_run = sum(r.retval_ok is None for r in rt)
     crashes = sum(r.error.startswith("CRASH") for r in rs)
+    xt = [r for r in rs if r.xlated_expected]
+    x = sum(bool(r.xlated_ok) for r in xt)
     return [
         f"  programs tried:     {n}",
         f"  verdict agreement:  {pct(v, n)}",
         f"  message agreement:  {pct(m, len(mt))}",
+        f"  xlated agreement:   {pct(x, len(xt))} (__xlated patterns against pybpf's post-fixup program)",
         f"  retval agreement:   {pct(rv, len(rt))} (accepted tests with a retval; {not_run} could not run)",
         f"  crashes:            {crashes}",
     ]
@@ -542,7 +561,7 @@ def main() -> None:
     lines += summarize(results, types)
     if unpriv_results:
         lines.append("unprivileged loads (no capabilities; the tests marked __success_unpriv/__failure_unpriv):")
-        lines += summarize(unpriv_results, types)[:3] + summarize(unpriv_results, types)[4:]
+        lines += summarize(unpriv_results, types)[:3] + summarize(unpriv_results, types)[5:]
     if args.soundness:
         sizes = ", ".join(map(str, SOUND_PACKET_SIZES))
         lines.append(f"soundness (accepted programs in the reference interpreter on random inputs: packets of {sizes}")
@@ -553,15 +572,17 @@ def main() -> None:
         lines.append("  all supported types:")
         lines += ["  " + x for x in summarize_soundness(results, types)]
     lines.append("")
-    lines.append(f"{'object':45} {'progs':>5} {'verdict':>8} {'msgs':>8}")
+    lines.append(f"{'object':45} {'progs':>5} {'verdict':>8} {'msgs':>8} {'xlated':>8}")
     per: dict[str, list[Result]] = defaultdict(list)
     for r in results:
         per[r.object].append(r)
     for obj in sorted(per):
         rs = per[obj]
         mt = [r for r in rs if r.msgs_expected]
+        xt = [r for r in rs if r.xlated_expected]
         lines.append(f"{obj:45} {len(rs):5} {sum(r.verdict_ok for r in rs):8} "
-                     f"{sum(bool(r.msgs_ok) for r in mt):4}/{len(mt):<3}")
+                     f"{sum(bool(r.msgs_ok) for r in mt):4}/{len(mt):<3} "
+                     f"{sum(bool(r.xlated_ok) for r in xt):4}/{len(xt):<3}")
     lines.append("")
     lines.append(f"elapsed {elapsed:.0f}s")
     text = "\n".join(lines)
@@ -574,11 +595,11 @@ def main() -> None:
     if args.show_failures:
         shown = 0
         for r in results + unpriv_results:
-            if (not r.verdict_ok or r.msgs_ok is False) and shown < args.show_failures:
+            if (not r.verdict_ok or r.msgs_ok is False or r.xlated_ok is False) and shown < args.show_failures:
                 shown += 1
                 print(f"--- {r.object}:{r.function}{' (unpriv)' if r.unpriv else ''} expect={r.expect} "
                       f"accepted={r.accepted} "
-                      f"msgs_ok={r.msgs_ok} {r.error}")
+                      f"msgs_ok={r.msgs_ok} xlated_ok={r.xlated_ok} {r.error}")
                 for line in r.log_tail:
                     print("    " + line)
     if args.json:

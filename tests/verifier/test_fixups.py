@@ -161,3 +161,48 @@ def test_sixteen_bit_skb_fields_store_their_low_half() -> None:
                         "(35) if r2 >= 0xffff goto pc+1", f"(6b) *(u16 *)(r1 +{off['queue_mapping']}) = r2",
                         "(05) goto pc+0", f"(6a) *(u16 *)(r1 +{off['queue_mapping']}) = 3",
                         f"(61) r0 = *(u32 *)(r1 +{off['tc_index']})"]
+
+
+def test_signed_division_guards_use_ax_as_linux() -> None:
+    """verifier_sdiv.c's sdiv64_rr_divisor_neg_1 and smod32_rr_divisor_neg_1, xlated as Linux 6.12."""
+    from pybpf.verifier.selftests import disasm_patterns, match_patterns, xlated_text
+
+    v = verify(assemble("r2 = 5\nr3 = -1\nr2 s/= r3\nr0 = r2\nexit"))
+    assert match_patterns(xlated_text(v.insns), disasm_patterns([
+        "0: r2 = 5", "1: r3 = -1", "2: r11 = r3", "3: r11 += 1", "4: if r11 > 0x1 goto pc+4",
+        "5: if r11 == 0x0 goto pc+1", "6: r2 = 0", "7: r2 = -r2", "8: goto pc+1", "9: r2 s/= r3", "10: r0 = r2",
+        "11: exit"])), xlated_text(v.insns)
+    v = verify(assemble("w2 = -5\nw3 = -1\nw4 = w2\nw2 s%= w3\nr0 = r2\nexit"))
+    assert match_patterns(xlated_text(v.insns), disasm_patterns([
+        "0: w2 = -5", "1: w3 = -1", "2: w4 = w2", "3: r11 = r3", "4: w11 += 1", "5: if w11 > 0x1 goto pc+3",
+        "6: if w11 == 0x1 goto pc+4", "7: w2 = 0", "8: goto pc+1", "9: w2 s%= w3", "10: goto pc+1", "11: w2 = w2",
+        "12: r0 = r2", "13: exit"])), xlated_text(v.insns)
+
+
+@pytest.mark.parametrize("op", ["s/=", "s%="])
+@pytest.mark.parametrize("bits", [64, 32])
+def test_signed_division_guards_run_alike_in_every_engine(op: str, bits: int) -> None:
+    """The AX guards give x/0 = 0, x%0 = x, MIN/-1 = MIN, x%-1 = 0 in the interpreter, the
+    translator and the JIT, as the vm's definition of the instruction says."""
+    from types import SimpleNamespace
+
+    from pybpf.isa.opcodes import AluOp
+    from pybpf.jit import prepare
+    from pybpf.vm.helpers import HelperTable
+    from pybpf.vm.interp import Interpreter
+    from pybpf.vm.memory import AddressSpace
+    from pybpf.vm.semantics import alu
+    from pybpf.vm.translate import TranslatedProgram
+
+    m64 = (1 << 64) - 1
+    r = "r" if bits == 64 else "w"
+    values = [0, 1, -1, 7, -7, -(1 << 63), (1 << 63) - 1, -(1 << 31), 3 << 40]
+    for a in values:
+        for b in values:
+            v = verify(assemble(f"r2 = {a & m64:#x}\nr3 = {b & m64:#x}\n{r}2 {op} {r}3\nr0 = r2\nexit"))
+            assert any(i.dst == 11 for i in v.insns)
+            want = alu(AluOp.DIV if op == "s/=" else AluOp.MOD, a & m64, b & m64, is64=bits == 64, off=1)
+            for engine in (Interpreter, TranslatedProgram):
+                assert engine(v.insns, helpers=HelperTable({}), space=AddressSpace()).run(0) == want, (a, b, engine)
+            jit = prepare(SimpleNamespace(insns=v.insns, used_maps={}), helpers=HelperTable({}))
+            assert jit.run(0) == want, (a, b, "jit")

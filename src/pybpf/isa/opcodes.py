@@ -24,6 +24,7 @@ from enum import Enum, IntEnum
 from typing import NamedTuple
 
 __all__ = [
+    "ADDR_PERCPU",
     "CALL_CODE",
     "LDDW_CODE",
     "NOSPEC_CODE",
@@ -37,6 +38,8 @@ __all__ = [
     "Mode",
     "OpInfo",
     "OpcodeFields",
+    "PERCPU_AREA_SIZE",
+    "PERCPU_CPU_NUMBER",
     "PseudoCall",
     "PseudoSrc",
     "Size",
@@ -430,3 +433,13 @@ CALL_CODE = JmpOp.CALL | InsnClass.JMP
 NOSPEC_CODE = InsnClass.ST | 0xC0
 """0xc2 (``BPF_ST | BPF_NOSPEC``): the speculation barrier the verifier inserts. Internal to the
 kernel, so not in :data:`OPCODES` (never valid input), but its printer and bpftool show it."""
+ADDR_PERCPU = -1
+"""``off`` of an ALU64 ``mov`` X that the verifier emits as ``dst = src + this CPU's per-CPU offset``
+(Linux's ``BPF_MOV64_PERCPU_REG``, printed ``r0 = &(void __percpu *)(r0)``). Internal: the strict
+decoder refuses it as input, as the kernel does ("BPF_MOV uses reserved fields"); every engine runs
+it by adding the base of the running CPU's per-CPU area."""
+PERCPU_CPU_NUMBER = 0
+"""Offset in pybpf's per-CPU area of the u32 CPU number (Linux's ``pcpu_hot.cpu_number``): the
+``w0 = imm`` of the inlined ``bpf_get_smp_processor_id``. The area is this field and nothing else."""
+PERCPU_AREA_SIZE = 8
+"""Bytes of pybpf's per-CPU area (what an engine maps for each CPU)."""

@@ -40,7 +40,20 @@ from enum import IntEnum
 
 from pybpf.errors import JitError
 from pybpf.isa.insn import Insn, Insns, validate
-from pybpf.isa.opcodes import OPCODES, AluOp, AtomicOp, InsnClass, JmpOp, Kind, Mode, OpInfo, PseudoCall, PseudoSrc
+from pybpf.isa.opcodes import (
+    ADDR_PERCPU,
+    OPCODES,
+    PERCPU_CPU_NUMBER,
+    AluOp,
+    AtomicOp,
+    InsnClass,
+    JmpOp,
+    Kind,
+    Mode,
+    OpInfo,
+    PseudoCall,
+    PseudoSrc,
+)
 from pybpf.isa.opcodes import Size as BpfSize
 from pybpf.isa.opcodes import Source as BpfSource
 from pybpf.jit.helpers import MAX_TAIL_CALL_CNT, HelperEntry, HelperTable, NativeStub, PythonHelper, TailCall
@@ -512,7 +525,11 @@ class _Codegen:
         src = self._reg(insn.src) if is_x else None
         imm = _s32(insn.imm)
         if op == AluOp.MOV:
-            if src is not None and insn.off in (8, 16, 32):  # movsx
+            if src is not None and bits == 64 and insn.off == ADDR_PERCPU:
+                # the verifier's per-CPU address: this run's per-CPU area is the env block after the
+                # run state, whose first u32 is the CPU (EnvField.CPU, PERCPU_CPU_NUMBER)
+                e(x.lea(dst, Mem(src, int(RunStateField.SIZE) - PERCPU_CPU_NUMBER, RUN_STATE, 1)))
+            elif src is not None and insn.off in (8, 16, 32):  # movsx
                 e(x.movsx(dst, src, insn.off, bits))
             elif src is not None:
                 if src != dst or bits == 32:  # w1 = w1 still zero-extends

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pybpf.errors import ExecutionError, HelperError, InstructionLimitExceeded, JitError, MemoryFault, PybpfError
+from pybpf.isa.opcodes import PERCPU_AREA_SIZE
 from pybpf.jit.batch import BatchArg, PacketContextLayout, emit_batch_driver
 from pybpf.jit.compile import (
     DEFAULT_LOOP_BUDGET,
@@ -301,7 +302,10 @@ class JitProgram:
         self._maps = maps
         self._owner: JitProgram = self if state_of is None else state_of._owner
         if state_of is None:
-            self._state = (ctypes.c_uint64 * (_RUN_STATE_WORDS + (max(0, extra_state) + 7) // 8))()
+            # at least the per-CPU area (the CPU number the verifier's inlined
+            # bpf_get_smp_processor_id reads at r12 + RunStateField.SIZE), even without an env block
+            extra = max(PERCPU_AREA_SIZE, extra_state)
+            self._state = (ctypes.c_uint64 * (_RUN_STATE_WORDS + (extra + 7) // 8))()
             self.state_address = ctypes.addressof(self._state)
             self.loop_budget = loop_budget
             self.context = NativeHelperContext(self._state)

@@ -242,6 +242,7 @@ def _run(env: VerifierEnv, func_info: Sequence[tuple[Any, ...]] | None) -> None:
         check_subprogs,
         resolve_pseudo_ldimm64,
     )
+    from pybpf.verifier.fastcall import mark_fastcall_patterns, remove_fastcall_spills_fills
     from pybpf.verifier.walk import do_check_main, do_check_subprogs
 
     add_subprogs(env)
@@ -262,8 +263,11 @@ def _run(env: VerifierEnv, func_info: Sequence[tuple[Any, ...]] | None) -> None:
             s.name = f"func#{env.subprog_info.index(s)}"
     resolve_pseudo_ldimm64(env)
     check_cfg(env)
+    mark_fastcall_patterns(env)
     do_check_main(env)
     do_check_subprogs(env)
+    # may lower stack depths: before the check of the combined stack size, as Linux
+    remove_fastcall_spills_fills(env)
     check_max_stack_depth(env)
 
 

@@ -199,6 +199,7 @@ def check_cfg(env: VerifierEnv) -> None:
         if e == BRANCH:
             aux[w].prune_point = True
             aux[w].jmp_point = True
+            aux[w].jump_target = True
         if insn_state[w] == 0:
             insn_state[t] = DISCOVERED | e
             insn_state[w] = DISCOVERED
@@ -272,6 +273,7 @@ def check_cfg(env: VerifierEnv) -> None:
                 return ret
             aux[t + off + 1].prune_point = True
             aux[t + off + 1].jmp_point = True
+            aux[t + off + 1].jump_target = True
             return ret
         aux[t].prune_point = True
         if code == 0xE5:

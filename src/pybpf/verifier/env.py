@@ -107,6 +107,9 @@ class InsnAux:
     orig_idx: int = 0
     nospec: bool = False
     nospec_result: bool = False
+    jump_target: bool = False  # the target of a jump or call edge (check_cfg), for bpf_fastcall
+    fastcall_pattern: bool = False  # a spill, fill or call of a bpf_fastcall pattern
+    fastcall_spills_num: int = 0  # call: spill/fill pairs around it that can go
 
 
 @dataclass
@@ -131,6 +134,8 @@ class SubprogInfo:
     btf_type_id: int = 0  # the BTF FUNC of this function (0: no BTF for it)
     unreliable: bool = False  # its BTF prototype did not match a call: not checked again
     called: bool = False
+    fastcall_stack_off: int = 0  # stack offsets below this hold only bpf_fastcall spills/fills
+    keep_fastcall_stack: bool = False  # a pattern stays (call not inlined): keep the stack depth
 
 
 def base_type(t: int) -> int:

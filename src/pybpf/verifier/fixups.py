@@ -2,6 +2,8 @@
 
 In the kernel's order (``bpf_check`` after ``do_check``):
 
+0. (before the stack-size check) bpf_fastcall spill/fill pairs around inlined calls become nops
+   (:func:`pybpf.verifier.fastcall.remove_fastcall_spills_fills`), dropped with the other nops.
 1. dead code — privileged: conditional jumps with a never-taken side become ``goto`` (or vanish),
    unreached instructions are removed, ``goto pc+0`` nops dropped (``opt_hard_wire_dead_code_branches``,
    ``opt_remove_dead_code``, ``opt_remove_nops``); unprivileged: unreached instructions become
@@ -9,8 +11,11 @@ In the kernel's order (``bpf_check`` after ``do_check``):
 2. ``convert_ctx_accesses`` — context loads/stores rewritten to the runtime layout of the program
    type (:meth:`ProgTypeDescriptor.convert_ctx_access`), narrow loads widened then shifted/masked.
 3. ``do_misc_fixups`` — division/modulo by a register guarded against zero (and signed division
-   by -1), ``bpf_map_lookup_elem`` inlined through the map's ``gen_lookup`` (array maps), other
-   map helpers turned into direct calls of internal functions (contract 2).
+   by -1, through the hidden register AX = r11 as Linux), ``may_goto`` turned into a counter in a
+   hidden stack slot (initialized at the subprogram's entry), ``bpf_get_smp_processor_id`` inlined
+   as a per-CPU read (x86-64's form; see :mod:`pybpf.verifier.fastcall`), ``bpf_map_lookup_elem``
+   inlined through the map's ``gen_lookup`` (array maps), other map helpers turned into direct
+   calls of internal functions (contract 2).
 4. ``convert_pseudo_ld_imm64`` — map lddw's keep their ``src`` and hold the map id (contract 1).
 
 Jump offsets are recomputed over every patch, as ``bpf_patch_insn_data``/``bpf_adj_branches`` do:
@@ -28,9 +33,13 @@ from pybpf.progtypes import internal
 from pybpf.progtypes.types import RegType
 from pybpf.uapi import HelperId, MapType
 from pybpf.verifier.env import MAX_BPF_STACK, VerifierEnv
+from pybpf.verifier.fastcall import inline_get_smp_processor_id, verifier_inlines_helper_call
 from pybpf.verifier.log import Msg
 
 __all__ = ["apply_fixups"]
+
+BPF_REG_AX = 11
+"""The kernel's hidden scratch register, in rewrites only (every engine gives it a slot)."""
 
 _MAP_OPS = frozenset(int(h) for h in (
     HelperId.map_lookup_elem, HelperId.map_update_elem, HelperId.map_delete_elem, HelperId.map_push_elem,
@@ -102,7 +111,8 @@ def apply_fixups(env: VerifierEnv) -> tuple[list[Insn], list[int]]:
     # inlined sequence must not be taken for the original instructions by the dead-code pass
     items = _optimize_bpf_loop(env, items)
     items = _convert_ctx(env, items)
-    items = _misc_fixups(env, items)
+    prologues: set[int] = set()
+    items = _misc_fixups(env, items, prologues)
     for it in items:
         insn = it.insn
         if insn.code == 0x18 and insn.src in (1, 2, 5, 6) and it.orig is not None:
@@ -113,7 +123,7 @@ def apply_fixups(env: VerifierEnv) -> tuple[list[Insn], list[int]]:
                 it.insn = insn.replace(src=1 if insn.src == 1 else insn.src, imm=mid)
             else:
                 it.insn = insn.replace(imm=(mid & 0xFFFFFFFF) | (aux.map_off << 32))
-    return _relink(env, items)
+    return _relink(env, items, prologues)
 
 
 def _dead_code(items: list[_Item], seen: list[bool]) -> list[_Item]:
@@ -273,10 +283,30 @@ def _emit(out: list[_Item], it: _Item, seq: list[Insn]) -> None:
     out.extend(_Item(s, None, None) for s in seq[1:])
 
 
-def _misc_fixups(env: VerifierEnv, items: list[_Item]) -> list[_Item]:
+def _misc_fixups(env: VerifierEnv, items: list[_Item], prologues: set[int]) -> list[_Item]:
+    """``do_misc_fixups``. ``prologues`` receives the start of each subprogram that gets the
+    may_goto counter's initialization as its new first instruction (calls land on it, jumps after)."""
     out: list[_Item] = []
+    subs = env.subprog_info
+    starts = [s.start for s in subs]
+    may_goto_sub: set[int] = set()
+    cur = 0
     for it in items:
         insn = it.insn
+        if it.orig is not None:
+            while cur + 1 < len(starts) and it.orig >= starts[cur + 1]:
+                cur += 1
+        if insn.code == 0xE5 and it.orig is not None and subs[cur].stack_depth + 8 <= MAX_BPF_STACK:
+            # may_goto: a counter in a hidden stack slot below the function's stack, read and
+            # decremented through AX; the jump goes where may_goto's did. (Past 512 bytes, which
+            # Linux allows with a JIT and pybpf's engine frames do not, may_goto stays as it is.)
+            slot = -subs[cur].stack_depth - 8
+            seq = [Insn(0x79, BPF_REG_AX, 10, slot, 0), Insn(0x15, BPF_REG_AX, 0, 0, 0),
+                   Insn(0x17, BPF_REG_AX, 0, 0, 1), Insn(0x7B, 10, BPF_REG_AX, slot, 0)]
+            _emit(out, it, seq)
+            out[-3].target = it.target
+            may_goto_sub.add(cur)
+            continue
         code = insn.code
         cls = code & 7
         op = code & 0xF0
@@ -296,6 +326,10 @@ def _misc_fixups(env: VerifierEnv, items: list[_Item]) -> list[_Item]:
             if not env.bypass_spec_v1 and env.aux[it.orig].map_ptr_poisoned:
                 env.insn_idx = it.orig
                 raise env.fail(E.EINVAL, Msg.TAIL_CALL_ABUSING_MAP_PTR)
+        if (code == 0x85 and insn.src == 0 and insn.imm == HelperId.get_smp_processor_id
+                and verifier_inlines_helper_call(env, insn.imm)):
+            _emit(out, it, inline_get_smp_processor_id())
+            continue
         if code == 0x85 and insn.src == 0 and insn.imm in _MAP_OPS and it.orig is not None:
             aux = env.aux[it.orig]
             m = aux.map_ptr
@@ -305,41 +339,66 @@ def _misc_fixups(env: VerifierEnv, items: list[_Item]) -> list[_Item]:
                     _emit(out, it, seq)
                     continue
         out.append(it)
-    return out
+    if not may_goto_sub:
+        return out
+    # each such subprogram's stack grows by the slot, initialized to BPF_MAX_LOOPS on entry
+    for k in may_goto_sub:
+        subs[k].stack_depth += 8
+        prologues.add(starts[k])
+    result: list[_Item] = []
+    cur = -1
+    for it in out:
+        if it.orig is not None:
+            k = cur
+            while k + 1 < len(starts) and it.orig >= starts[k + 1]:
+                k += 1
+            if k != cur:
+                cur = k
+                if k in may_goto_sub:
+                    result.append(_Item(Insn(0x7A, 10, 0, -subs[k].stack_depth, BPF_MAX_LOOPS), None, None))
+        result.append(it)
+    return result
 
 
 def _div_guard(insn: Insn) -> list[Insn]:
     """The division guards of ``do_misc_fixups``: x/0 = 0, x%0 = x; for signed ops also
     x s/ -1 = -x and x s% -1 = 0 (so INT_MIN / -1 cannot trap).
 
-    Unsigned forms are the kernel's ``chk_and_div`` / ``chk_and_mod`` exactly. For the signed forms
-    the kernel uses its hidden scratch register AX; pybpf emits an equivalent sequence that needs no
-    register beyond r0-r10 (so every engine runs it), hence a different xlated listing there.
+    These are the kernel's ``chk_and_div`` / ``chk_and_mod`` / ``chk_and_sdiv`` / ``chk_and_smod``:
+    the signed ones test the divisor through the hidden scratch register AX (r11: ``AX = src + 1``,
+    so 0 and -1 become 1 and 0 and one unsigned compare tells both apart), which every pybpf engine
+    provides for verifier-emitted code.
     """
     is64 = insn.code & 7 == 7
     cls = 0x07 if is64 else 0x04
     jcls = 0x05 if is64 else 0x06
     isdiv = insn.code & 0xF0 == 0x30
     src, dst = insn.src, insn.dst
+    ax = BPF_REG_AX
     if insn.off == 1 and isdiv:
         return [
-            Insn(jcls | 0x10, src, 0, 5, 0),  # if src == 0 goto dst = 0
-            Insn(jcls | 0x50, src, 0, 2, -1),  # if src != -1 goto insn
+            Insn(0xBF, ax, src, 0, 0),  # AX = src
+            Insn(cls | 0x00, ax, 0, 0, 1),  # AX += 1
+            Insn(jcls | 0x20, ax, 0, 4, 1),  # if AX > 1 goto insn
+            Insn(jcls | 0x10, ax, 0, 1, 0),  # if AX == 0 (src == -1) goto neg
+            Insn(cls | 0xB0, dst, 0, 0, 0),  # dst = 0 (src == 0)
             Insn(cls | 0x80, dst, 0, 0, 0),  # dst = -dst
-            Insn(0x05, 0, 0, 3, 0),
-            insn,
             Insn(0x05, 0, 0, 1, 0),
-            Insn(cls | 0xB0, dst, 0, 0, 0),  # dst = 0
+            insn,
         ]
     if insn.off == 1:
         seq = [
-            Insn(jcls | 0x10, src, 0, 4, 0),  # if src == 0 goto end (dst unchanged)
-            Insn(jcls | 0x50, src, 0, 2, -1),  # if src != -1 goto insn
-            Insn(0xB4, dst, 0, 0, 0),  # w_dst = 0
-            Insn(0x05, 0, 0, 1 if is64 else 2, 0),
+            Insn(0xBF, ax, src, 0, 0),  # AX = src
+            Insn(cls | 0x00, ax, 0, 0, 1),  # AX += 1
+            Insn(jcls | 0x20, ax, 0, 3, 1),  # if AX > 1 goto insn
+            Insn(jcls | 0x10, ax, 0, 3 + (0 if is64 else 1), 1),  # if AX == 1 (src == 0): dst stays
+            Insn(0xB4, dst, 0, 0, 0),  # w_dst = 0 (src == -1)
+            Insn(0x05, 0, 0, 1, 0),
             insn,
+            Insn(0x05, 0, 0, 1, 0),
+            Insn(0xBC, dst, dst, 0, 0),
         ]
-        return seq if is64 else [*seq, Insn(0xBC, dst, dst, 0, 0)]
+        return seq[:-2] if is64 else seq
     if isdiv:
         return [Insn(jcls | 0x50, src, 0, 2, 0), Insn(0xAC, dst, dst, 0, 0), Insn(0x05, 0, 0, 1, 0), insn]
     seq = [Insn(jcls | 0x10, src, 0, 1 + (0 if is64 else 1), 0), insn, Insn(0x05, 0, 0, 1, 0),
@@ -364,7 +423,7 @@ def _map_call(insn: Insn, m: Any) -> list[Insn] | None:
     return [Insn(0x85, 0, 0, 0, fn.id, insn.meta)]
 
 
-def _relink(env: VerifierEnv, items: list[_Item]) -> tuple[list[Insn], list[int]]:
+def _relink(env: VerifierEnv, items: list[_Item], prologues: set[int]) -> tuple[list[Insn], list[int]]:
     # new start slot of every original slot (removed ones map to the next surviving instruction)
     new_slot_of_item: list[int] = []
     pos = 0
@@ -389,6 +448,8 @@ def _relink(env: VerifierEnv, items: list[_Item]) -> tuple[list[Insn], list[int]
         insn = it.insn
         if it.target is not None:
             tgt = new_of(it.target)
+            if it.target in prologues and (insn.code == 0x85 or insn.code == 0x18):
+                tgt -= 1  # a call (or callback address) enters at the may_goto counter's prologue
             rel = tgt - ns - 1
             if insn.code == 0x85 or (insn.code == 0x18 and insn.src == 4):
                 if insn.code == 0x18:
@@ -400,5 +461,5 @@ def _relink(env: VerifierEnv, items: list[_Item]) -> tuple[list[Insn], list[int]
             else:
                 insn = insn.replace(off=rel)
         out.append(insn)
-    starts = [new_of(s.start) for s in env.subprog_info]
+    starts = [new_of(s.start) - (s.start in prologues) for s in env.subprog_info]
     return out, starts

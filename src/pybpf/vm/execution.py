@@ -142,6 +142,12 @@ class Execution:
     def view(self, address: int, size: int, *, write: bool = False) -> memoryview:
         return self.space.view(address, size, write=write, pc=self.pc)
 
+    # -- per-CPU data ----------------------------------------------------------------------------------
+    def percpu_offset(self) -> int:
+        """This run's per-CPU offset (the per-CPU address instruction adds it): the base of the
+        per-CPU area of the CPU the run is on (``env.cpu``, as ``bpf_get_smp_processor_id``)."""
+        return self.space.percpu_area(int(getattr(self.env, "cpu", 0))).base
+
     # -- callbacks -----------------------------------------------------------------------------------
     def call(self, func_ptr: int, r1: int = 0, r2: int = 0, r3: int = 0, r4: int = 0, r5: int = 0) -> int:
         """Run the BPF function at ``func_ptr`` (a FUNC ``lddw`` value) one frame deeper; returns r0."""

@@ -27,7 +27,7 @@ from pybpf.vm.engine import Engine, ld_abs
 from pybpf.vm.execution import BPF_MAX_LOOPS, MAX_TAIL_CALL_CNT, Execution, check_depth
 from pybpf.vm.helpers import ProgramExit, TailCall
 from pybpf.vm.program import bad_register
-from pybpf.vm.semantics import ALU_FUNCS, ATOMIC_FUNCS, COND_FUNCS, M32, M64, bswap, sext, to_be, to_le
+from pybpf.vm.semantics import ALU_FUNCS, ATOMIC_FUNCS, COND_FUNCS, M32, M64, bswap, is_percpu_mov, sext, to_be, to_le
 
 __all__ = ["Interpreter"]
 
@@ -73,7 +73,7 @@ class _Frame:
     func_start: int
     func_end: int
     return_pc: int = 0
-    saved: list[int] = field(default_factory=list)  # caller's r1..r10
+    saved: list[int] = field(default_factory=list)  # caller's r1..r10 and AX
     may_goto: int = BPF_MAX_LOOPS
     base: int = 0  # the depth at which this frame's program started (0, or where a tail call put it)
 
@@ -85,7 +85,7 @@ class _Machine:
 
     def __init__(self, ex: Execution) -> None:
         self.ex = ex
-        self.regs = [0] * 11
+        self.regs = [0] * 12  # r0-r10 and AX (the verifier's scratch register)
         self.frames: list[_Frame] = []
         self.pc = 0
 
@@ -102,7 +102,7 @@ class _Machine:
                        self.ex.may_goto_init, base)
         self.frames.append(frame)
         r = self.regs
-        r[0] = r[6] = r[7] = r[8] = r[9] = 0
+        r[0] = r[6] = r[7] = r[8] = r[9] = r[11] = 0
         r[10] = _open_frame(self.ex, engine, start, depth)
         return start
 
@@ -140,6 +140,12 @@ def _alu(m: _Machine, s: _Step) -> int:
     r = m.regs
     b = r[s.src] if s.use_src else s.imm64
     r[s.dst] = s.func(r[s.dst] & s.mask, b & s.mask, s.bits, s.off)  # type: ignore[misc]
+    return s.next
+
+
+def _percpu_mov(m: _Machine, s: _Step) -> int:
+    """``dst = &(void __percpu *)(src)``: add the running CPU's per-CPU offset (verifier-emitted)."""
+    m.regs[s.dst] = (m.regs[s.src] + m.ex.percpu_offset()) & M64
     return s.next
 
 
@@ -223,7 +229,7 @@ def _call_local(m: _Machine, s: _Step) -> int:
         raise s.target_error
     frame = m.frame
     check_depth(s.pc, frame.depth + 1, frame.base)
-    return m.enter(frame.engine, s.target, frame.depth + 1, s.next, m.regs[1:11], frame.base)
+    return m.enter(frame.engine, s.target, frame.depth + 1, s.next, m.regs[1:12], frame.base)
 
 
 def _call_kfunc(m: _Machine, s: _Step) -> int:
@@ -236,7 +242,7 @@ def _exit(m: _Machine, s: _Step) -> int | None:
     if not m.frames:
         return None
     r = m.regs
-    r[1:11] = frame.saved
+    r[1:12] = frame.saved
     if frame.return_pc >= m.frame.func_end:
         raise X.err_fallthrough(frame.return_pc - 1)
     return frame.return_pc
@@ -362,6 +368,8 @@ class Interpreter(Engine):
             step.bits, step.mask = 32, M32
         if kind is Kind.ALU:
             step.func = ALU_FUNCS[info.alu_op]  # type: ignore[index]
+            if is_percpu_mov(insn, info):
+                step.handler = _percpu_mov
         elif kind is Kind.END:
             step.func = _SWAPS[info.cls, info.source]  # type: ignore[index]
             if insn.imm not in (16, 32, 64):

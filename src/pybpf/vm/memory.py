@@ -45,6 +45,7 @@ from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
 from pybpf.errors import MemoryFault
+from pybpf.isa.opcodes import PERCPU_AREA_SIZE, PERCPU_CPU_NUMBER
 
 __all__ = [
     "ID_MASK",
@@ -226,6 +227,7 @@ class AddressSpace:
         self.table: list[TableEntry] = [NO_ACCESS] * MAX_REGIONS
         self._maps: dict[int, Region] = {}
         self._stack_frames: list[Region] = []
+        self._percpu: dict[int, Region] = {}
         self._typed_views = False
 
     # -- regions ------------------------------------------------------------------------------
@@ -344,6 +346,22 @@ class AddressSpace:
         if region is None or region.kind is not RegionKind.MAP or address != region.base:
             return None
         return region.owner
+
+    # -- per-CPU data -------------------------------------------------------------------------------
+    def percpu_area(self, cpu: int) -> Region:
+        """CPU ``cpu``'s per-CPU area (read-only, created on first use): what the verifier's per-CPU
+        address instruction (``r0 = &(void __percpu *)(r0)``, ALU64 mov with off -1) adds its base to.
+
+        It holds one field, the CPU number as a u32 at offset :data:`PERCPU_CPU_NUMBER` (Linux's
+        ``pcpu_hot.cpu_number``), which the inlined ``bpf_get_smp_processor_id`` reads.
+        """
+        region = self._percpu.get(cpu)
+        if region is None or not region.live:
+            data = bytearray(PERCPU_AREA_SIZE)
+            data[PERCPU_CPU_NUMBER:PERCPU_CPU_NUMBER + 4] = (cpu & 0xFFFFFFFF).to_bytes(4, "little")
+            region = self.add(bytes(data), RegionKind.OTHER, f"percpu[{cpu}]", writable=False)
+            self._percpu[cpu] = region
+        return region
 
     # -- stack frames -----------------------------------------------------------------------------
     def stack_frame(self, depth: int, size: int) -> Region:

@@ -153,12 +153,18 @@ def uses_src_register(info: OpInfo) -> bool:
     return (info.source is Source.X and info.kind in (Kind.ALU, Kind.JCOND)) or info.kind in _SRC_IS_REGISTER
 
 
+BPF_REG_AX = 11
+"""The kernel's hidden scratch register: the verifier's rewrites use it (signed division guards),
+so engines give it a slot; the strict decoder (:func:`pybpf.vm.loadcheck.check_program`) still
+refuses it in a program as loaded."""
+
+
 def bad_register(pc: int, insn: Insn, info: OpInfo) -> ExecutionError | None:
-    """The error both tiers raise when an instruction names a register beyond r10 (an unverified
+    """The error both tiers raise when an instruction names a register beyond AX (an unverified
     program may), or None."""
-    if insn.dst > 10 and info.kind in _DST_IS_REGISTER:
+    if insn.dst > BPF_REG_AX and info.kind in _DST_IS_REGISTER:
         return err_bad_register(pc, insn.dst)
-    if insn.src > 10 and uses_src_register(info):
+    if insn.src > BPF_REG_AX and uses_src_register(info):
         return err_bad_register(pc, insn.src)
     return None
 

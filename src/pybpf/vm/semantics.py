@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pybpf.isa.insn import sext
-from pybpf.isa.opcodes import AluOp, AtomicOp, JmpOp
+from pybpf.isa.insn import Insn, sext
+from pybpf.isa.opcodes import ADDR_PERCPU, AluOp, AtomicOp, InsnClass, JmpOp, OpInfo, Source
 
 __all__ = [
     "ALU_FUNCS",
@@ -151,6 +151,13 @@ ALU_FUNCS: dict[AluOp, Callable[[int, int, int, int], int]] = {
     AluOp.MOV: _mov,
     AluOp.ARSH: _arsh,
 }
+
+
+def is_percpu_mov(insn: Insn, info: OpInfo) -> bool:
+    """Whether ``insn`` is the verifier's per-CPU address instruction (ALU64 ``mov`` X, off
+    :data:`~pybpf.isa.opcodes.ADDR_PERCPU`): ``dst = src + this CPU's per-CPU offset``."""
+    return (info.alu_op is AluOp.MOV and info.cls == InsnClass.ALU64 and info.source is Source.X
+            and insn.off == ADDR_PERCPU)
 
 
 def alu(op: AluOp, dst: int, src: int, *, is64: bool, off: int = 0) -> int:

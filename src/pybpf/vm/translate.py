@@ -49,7 +49,7 @@ from pybpf.vm.execution import MAX_CALL_FRAMES, MAX_RUNTIME_FRAMES, MAX_TAIL_CAL
 from pybpf.vm.helpers import ProgramExit, TailCall
 from pybpf.vm.memory import ID_MASK
 from pybpf.vm.program import bad_register, written_registers
-from pybpf.vm.semantics import ALU_FUNCS, M32, M64, bswap, sdiv, sext, smod
+from pybpf.vm.semantics import ALU_FUNCS, M32, M64, bswap, is_percpu_mov, sdiv, sext, smod
 
 __all__ = ["TranslatedProgram"]
 
@@ -315,7 +315,7 @@ class _FunctionWriter:
         """The Python source of the function: ``def F<start>(ex, depth, base, r1..r5, ...)`` returning
         r0 (``base``: the depth at which the running program started, see :mod:`pybpf.vm.execution`)."""
         name = f"F{self.start}"
-        self.emit(0, f"def {name}(ex, depth, base, r1=0, r2=0, r3=0, r4=0, r5=0, r0=0, r6=0, r7=0, r8=0, r9=0):")
+        self.emit(0, f"def {name}(ex, depth, base, r1=0, r2=0, r3=0, r4=0, r5=0, r0=0, r6=0, r7=0, r8=0, r9=0, r11=0):")
         if self.uses_r10:
             self.emit(1, "stk, r10 = ex.enter_frame(depth)")
         else:
@@ -868,7 +868,7 @@ class _FunctionWriter:
             self.emit(indent + 1, "f = TAIL(ex, t)")
             self.emit(indent + 1, "if f is not None:")
             # the target's main replaces this function in its frame and starts its own call chain there
-            self.emit(indent + 2, "return f(ex, depth, depth, r1, r2, r3, r4, r5, r0, r6, r7, r8, r9)")
+            self.emit(indent + 2, "return f(ex, depth, depth, r1, r2, r3, r4, r5, r0, r6, r7, r8, r9, r11)")
             if unwind:
                 self.emit(indent, "else:")
                 self.emit(indent + 1, "if r0 == 0: raise ProgramExit(0)")
@@ -973,6 +973,8 @@ class _Translator:
         else:
             imm = sext(insn.imm, 32) & (M64 if is64 else M32)
             s = f"{imm:#x}"
+        if is_percpu_mov(insn, info):  # verifier-emitted: add the running CPU's per-CPU offset
+            return [f"{d} = ({s} + ex.percpu_offset()) & {mask}"]
         standard_off = (
             off == 0
             or (op in (AluOp.DIV, AluOp.MOD) and off == 1)

@@ -1,6 +1,7 @@
-// Rewrites Linux 6.12 does on x86-64 that pybpf does not reproduce (see README.md): signed
-// division guards through the hidden register AX, bpf_get_smp_processor_id and per-CPU map
-// lookups inlined with per-CPU address arithmetic, bpf_loop inlined.
+// Rewrites Linux 6.12 does on x86-64, some of which pybpf reproduces differently (see README.md):
+// signed division guards through the hidden register AX (as Linux), bpf_get_smp_processor_id
+// inlined (as Linux but w0 = 0), per-CPU map lookups with per-CPU address arithmetic (kept as
+// calls), bpf_loop inlined (as Linux).
 // cflags: -mcpu=v4
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>

@@ -26,6 +26,7 @@ from pybpf.verifier.env import (
     base_type,
     type_may_be_null,
 )
+from pybpf.verifier.fastcall import check_fastcall_stack_contract
 from pybpf.verifier.log import Msg, reg_type_str, tnum_str
 from pybpf.verifier.maps import special_fields
 from pybpf.verifier.precision import mark_chain_precision, push_insn_history, stack_access_flags
@@ -148,6 +149,7 @@ def check_stack_write_fixed_off(env: VerifierEnv, state: FuncState, off: int, si
     cur = env.cur_frame
     reg = cur.regs[value_regno] if value_regno >= 0 else None
     insn_flags = stack_access_flags(state.frameno, spi)
+    check_fastcall_stack_contract(env, state, insn_idx, off)
     env.mark_stack_slot_scratched(spi)
     is_st = insn is not None and insn.code & 7 == 2 and insn.code & 0xE0 == 0x60
     if reg is not None and off % BPF_REG_SIZE == 0 and reg.type == RegType.SCALAR_VALUE and env.bpf_capable:
@@ -200,6 +202,7 @@ def check_stack_write_var_off(env: VerifierEnv, state: FuncState, ptr_regno: int
     zero_used = False
     writing_zero = (value_reg is not None and register_is_null(value_reg)) or (
         value_reg is None and is_st and insn.imm == 0)  # type: ignore[union-attr]
+    check_fastcall_stack_contract(env, state, insn_idx, min_off)
     for i in range(min_off, max_off):
         slot = -i - 1
         spi = slot // BPF_REG_SIZE
@@ -252,6 +255,7 @@ def check_stack_read_fixed_off(env: VerifierEnv, reg_state: FuncState, off: int,
     reg = stack.spilled_ptr
     insn_flags = stack_access_flags(reg_state.frameno, spi)
     env.mark_stack_slot_scratched(spi)
+    check_fastcall_stack_contract(env, state, env.insn_idx, off)  # the current frame, as Linux
     if stack.is_spilled_reg():
         spill_size = 1
         i = BPF_REG_SIZE - 1
@@ -364,6 +368,7 @@ def check_stack_read(env: VerifierEnv, ptr_regno: int, off: int, size: int, dst_
         min_off = reg.smin_value + off
         max_off = reg.smax_value + off
         mark_reg_stack_read(env, state, min_off, max_off + size, dst_regno)
+        check_fastcall_stack_contract(env, state, env.insn_idx, min_off)
 
 
 def check_stack_write(env: VerifierEnv, ptr_regno: int, off: int, size: int, value_regno: int,
