@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pybpf import uapi
 from pybpf.kernel.attr import BpfAttr, BpfMapInfo, addr_of
 from pybpf.uapi import BpfCmd, MapType
 
@@ -312,6 +313,22 @@ def create_prog_array_value_8(s: Side) -> int:
 @case(errno.EINVAL)
 def create_devmap_value_12(s: Side) -> int:
     return _create(s, MT.DEVMAP, 4, 12, 4)
+
+
+@case(errno.EINVAL)
+def create_devmap_rdonly_prog(s: Side) -> int:
+    # devmaps take BPF_F_RDONLY/WRONLY but not the *_PROG access flags (found by the random test)
+    return _create(s, MT.DEVMAP, 4, 4, 1, flags=uapi.BPF_F_RDONLY_PROG)
+
+
+@case(errno.EINVAL)
+def create_devmap_hash_wronly_prog(s: Side) -> int:
+    return _create(s, MT.DEVMAP_HASH, 4, 4, 1, flags=uapi.BPF_F_WRONLY_PROG)
+
+
+@case(0)
+def create_devmap_rdonly(s: Side) -> int:
+    return _create(s, MT.DEVMAP, 4, 4, 1, flags=uapi.BPF_F_RDONLY)
 
 
 @case(errno.EINVAL)

@@ -16,13 +16,14 @@ import socket
 
 from pybpf.errors import BpfError
 from pybpf.kernel.maps.array import ArrayMap
-from pybpf.kernel.maps.base import EXIST, F_ACCESS_MASK, F_NUMA_NODE, NOEXIST, MapAttrs
+from pybpf.kernel.maps.base import EXIST, F_NUMA_NODE, F_RDONLY, F_WRONLY, NOEXIST, MapAttrs
 from pybpf.kernel.maps.hash import HashMap
 from pybpf.uapi import MapType
 
 __all__ = ["DevMap", "DevMapHash", "ifindex_exists"]
 
-DEV_CREATE_FLAG_MASK = F_NUMA_NODE | F_ACCESS_MASK
+DEV_CREATE_FLAG_MASK = F_NUMA_NODE | F_RDONLY | F_WRONLY
+"""Not ``BPF_F_ACCESS_MASK``: a devmap refuses the ``*_PROG`` access flags (it sets ``BPF_F_RDONLY_PROG`` itself)."""
 
 
 def ifindex_exists(ifindex: int) -> bool:
