@@ -15,6 +15,8 @@ from pybpf.kernel import Kernel, set_default_kernel
 from pybpf.kernel.attr import BpfAttr
 from pybpf.uapi import BpfCmd
 
+from .errno_table import Side, both_sides
+
 
 @pytest.fixture
 def kernel(tmp_path: Path) -> Iterator[Kernel]:
@@ -51,6 +53,13 @@ def live() -> bool:
     if not live_bpf_available():
         pytest.skip("bpf(2) is not available to this process")
     return True
+
+
+@pytest.fixture
+def sides(tmp_path: Path, live: bool) -> Iterator[tuple[Side, Side]]:
+    """:func:`both_sides` with 2 "CPUs" (skips without bpf(2))."""
+    with both_sides(tmp_path / "bpffs") as pair:
+        yield pair
 
 
 def cstr(s: str | bytes) -> ctypes.Array[ctypes.c_char]:

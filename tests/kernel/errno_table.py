@@ -12,11 +12,14 @@ import contextlib
 import ctypes
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pybpf import uapi
+from pybpf.kernel import Kernel
 from pybpf.kernel.attr import BpfAttr, BpfMapInfo, addr_of
+from pybpf.kernel.syscall import live_bpf, sys_bpf
 from pybpf.uapi import BpfCmd, MapType
 
 ENOTSUPP = 524
@@ -1259,3 +1262,17 @@ def test_run_socket_filter(s: Side) -> int:
 def test_run_kprobe(s: Side) -> int:
     fd = _load(s, bytes.fromhex("b700000000000000" "9500000000000000"), PT_KPROBE)
     return _test_run(s, fd, bytes(64))[0]
+
+
+@contextlib.contextmanager
+def both_sides(root: Path, ncpus: int = 2) -> Iterator[tuple[Side, Side]]:
+    """pybpf (a fresh Kernel under ``root``) and the live kernel, as two :class:`Side` objects that
+    take the same bpf(2) calls; every fd either side handed out is closed afterwards."""
+    k = Kernel(root, ncpus=ncpus)
+    ours = Side("pybpf", lambda c, a, s: sys_bpf(c, a, s, kernel=k), k.close)
+    linux = Side("linux", live_bpf, os.close)
+    try:
+        yield ours, linux
+    finally:
+        ours.cleanup()
+        linux.cleanup()

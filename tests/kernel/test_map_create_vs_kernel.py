@@ -7,18 +7,12 @@ errno. Sizes stay small enough that a successful creation never costs the machin
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pybpf import uapi
-from pybpf.kernel import Kernel
 from pybpf.kernel.maps import supported_map_types
-from pybpf.kernel.syscall import live_bpf, sys_bpf
 from pybpf.uapi import MapType
 
 from .errno_table import Side, _create
@@ -30,13 +24,6 @@ FLAGS = [0, uapi.BPF_F_NO_PREALLOC, uapi.BPF_F_NO_COMMON_LRU, uapi.BPF_F_NUMA_NO
 TYPES = [t for t in supported_map_types() if t not in (MapType.PERF_EVENT_ARRAY,)]
 SIZES = [0, 1, 2, 3, 4, 5, 8, 12, 16, 33, 64, 256, 512, 513, 4096, 32768, 32769]
 ENTRIES = [0, 1, 2, 3, 7, 64, 4096, 4097, 8192, 1 << 16]
-
-
-@pytest.fixture
-def sides(tmp_path: Path, live: bool) -> Iterator[tuple[Side, Side]]:
-    k = Kernel(tmp_path / "bpffs", ncpus=2)
-    yield (Side("pybpf", lambda c, a, s: sys_bpf(c, a, s, kernel=k), k.close),
-           Side("linux", live_bpf, os.close))
 
 
 def _small(key: int, value: int, entries: int) -> bool:

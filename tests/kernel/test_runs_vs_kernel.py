@@ -8,17 +8,12 @@ result, ``retval``, ``data_size_out``, the bytes written to ``data_out`` and ``c
 from __future__ import annotations
 
 import ctypes
-import os
 import random
 import struct
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from pybpf.kernel import Kernel
 from pybpf.kernel.attr import BpfAttr, addr_of
-from pybpf.kernel.syscall import live_bpf, sys_bpf
 from pybpf.uapi import BpfCmd
 
 from .errno_table import Side, _load
@@ -69,18 +64,6 @@ def prog_test_run(side: Side, fd: int, data: bytes, out_size: int, ctx: bytes | 
     r = side.bpf(BpfCmd.PROG_TEST_RUN, a, None)
     return (r if r < 0 else 0, t.retval, t.data_size_out, ob.raw[:max(out_size, t.data_size_out)],
             co.raw if co is not None else b"")
-
-
-@pytest.fixture
-def sides(tmp_path: Path, live: bool) -> Iterator[tuple[Side, Side]]:
-    k = Kernel(tmp_path / "bpffs", ncpus=2)
-    ours = Side("pybpf", lambda c, a, s: sys_bpf(c, a, s, kernel=k), k.close)
-    linux = Side("linux", live_bpf, os.close)
-    try:
-        yield ours, linux
-    finally:
-        ours.cleanup()
-        linux.cleanup()
 
 
 def _payload(n: int, seed: int = 0) -> bytes:

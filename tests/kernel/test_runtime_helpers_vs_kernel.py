@@ -18,14 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from pybpf.kernel import Kernel
 from pybpf.kernel.attr import BpfAttr, addr_of
 from pybpf.kernel.helpers.netdev import net_device
-from pybpf.kernel.syscall import live_bpf, sys_bpf
 from pybpf.uapi import BpfCmd, MapType
 
 from . import runtime_progs as rp
-from .errno_table import Side, _create
+from .errno_table import Side, _create, both_sides
 
 pytestmark = pytest.mark.kernel
 
@@ -35,14 +33,9 @@ BPF_F_CURRENT_NETNS = (1 << 64) - 1
 
 @pytest.fixture
 def sides(tmp_path: Path, live: bool) -> Iterator[tuple[Side, Side]]:
-    k = Kernel(tmp_path / "bpffs", ncpus=os.cpu_count() or 1)
-    ours = Side("pybpf", lambda c, a, s: sys_bpf(c, a, s, kernel=k), k.close)
-    linux = Side("linux", live_bpf, os.close)
-    try:
-        yield ours, linux
-    finally:
-        ours.cleanup()
-        linux.cleanup()
+    # as many "CPUs" as the live kernel, so per-CPU values have the same shape on both sides
+    with both_sides(tmp_path / "bpffs", ncpus=os.cpu_count() or 1) as pair:
+        yield pair
 
 
 def _both(sides: tuple[Side, Side], code: bytes, prog_type: int, data: bytes = PKT,
