@@ -37,10 +37,13 @@ __all__ = [
     "hex_json",
     "is_prefix",
     "parse_bytes",
+    "bpf_failure",
+    "bpf_strerror",
     "parse_map",
     "parse_maps",
     "parse_prog",
     "parse_progs",
+    "pin_object",
     "print_show",
 ]
 
@@ -51,6 +54,26 @@ BPF_OBJ_NAME_LEN = 16
 
 class CliError(PybpfError):
     """A command-line error in bpftool's words (printed as ``Error: <message>``)."""
+
+
+def bpf_strerror(err: int | None) -> str:
+    """glibc's ``strerror`` as bpftool prints it: ENOTSUPP (524) has no name there, and an error
+    without an errno is reported as EINVAL."""
+    err = err or errno.EINVAL
+    return "Unknown error 524" if err == 524 else os.strerror(err)
+
+
+def bpf_failure(what: str, e: BpfError) -> CliError:
+    """bpftool's ``p_err("<what>: %s", strerror(errno))`` after a failed bpf(2) call."""
+    return CliError(f"{what}: {bpf_strerror(e.errno)}")
+
+
+def pin_object(kernel: Kernel, obj: Map | Program, path: str) -> None:
+    """``map pin`` / ``prog pin``: bpftool's ``do_pin_any``."""
+    try:
+        kernel.pin(obj, path)
+    except BpfError as e:
+        raise bpf_failure(f"can't pin the object ({path})", e) from None
 
 
 class PrefixGroup(click.Group):
@@ -129,7 +152,7 @@ def _pinned(kernel: Kernel, path: str, want: type) -> Map | Program:
     try:
         obj = kernel.open_pinned(path)
     except BpfError as e:
-        raise CliError(f"bpf obj get ({path}): {os.strerror(e.errno or errno.EINVAL)}") from None
+        raise bpf_failure(f"bpf obj get ({path})", e) from None
     if not isinstance(obj, want):
         raise CliError(f"incorrect object type: {'prog' if isinstance(obj, Program) else 'map'}")
     return obj

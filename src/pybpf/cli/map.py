@@ -21,7 +21,6 @@ paths under ``/sys/fs/bpf/`` name the same place.
 from __future__ import annotations
 
 import errno
-import os
 import sys
 from typing import Any
 
@@ -33,6 +32,8 @@ from pybpf.cli.grammar import (
     CliError,
     JsonWriter,
     PrefixGroup,
+    bpf_failure,
+    bpf_strerror,
     fprint_hex,
     hex_json,
     is_prefix,
@@ -40,6 +41,7 @@ from pybpf.cli.grammar import (
     parse_map,
     parse_maps,
     parse_prog,
+    pin_object,
     print_show,
 )
 from pybpf.cli.output import get_output
@@ -371,7 +373,7 @@ def _entries(m: Map) -> list[tuple[bytes, bytes | None]]:
         except BpfError as e:
             if e.errno == errno.ENOENT:
                 break
-            raise CliError(f"can't get next key: {os.strerror(e.errno or errno.EINVAL)}") from None
+            raise bpf_failure("can't get next key", e) from None
         try:
             out.append((key, m.lookup_elem_sys(key, 0)))
         except BpfError:
@@ -398,7 +400,7 @@ def lookup(words: tuple[str, ...]) -> None:
             else:
                 click.echo("key:\n" + fprint_hex(key or b"") + "\n\nNot found")
             raise click.exceptions.Exit(255) from None
-        raise CliError(f"lookup failed: {os.strerror(e.errno or errno.EINVAL)}") from None
+        raise bpf_failure("lookup failed", e) from None
     _print_key_value(m, key, value)
 
 
@@ -433,7 +435,7 @@ def getnext(words: tuple[str, ...]) -> None:
     try:
         nxt = m.get_next_key(key)
     except BpfError as e:
-        raise CliError(f"can't get next key: {os.strerror(e.errno or errno.EINVAL)}") from None
+        raise bpf_failure("can't get next key", e) from None
     if get_output().json:
         w = _writer()
         w.start_object()
@@ -503,7 +505,7 @@ def update(words: tuple[str, ...]) -> None:
         _writable(m)
         m.update_elem_sys(key or b"", value, flags or 0)
     except BpfError as e:
-        raise CliError(f"update failed: {os.strerror(e.errno or errno.EINVAL)}") from None
+        raise bpf_failure("update failed", e) from None
     finally:
         if fd_value:
             k.close(int.from_bytes(value[:4], "little"))
@@ -524,7 +526,7 @@ def delete(words: tuple[str, ...]) -> None:
         _writable(m)
         m.delete_elem_sys(key or b"")
     except BpfError as e:
-        raise CliError(f"delete failed: {os.strerror(e.errno or errno.EINVAL)}") from None
+        raise bpf_failure("delete failed", e) from None
     _json_null()
 
 
@@ -538,10 +540,7 @@ def pin(words: tuple[str, ...]) -> None:
         raise CliError("'map pin' needs at least 3 arguments, got " + str(len(args)))
     m = parse_map(args, k)
     path = args.next()
-    try:
-        k.pin(m, path)
-    except BpfError as e:
-        raise CliError(f"can't pin the object ({path}): {os.strerror(e.errno or errno.EINVAL)}") from None
+    pin_object(k, m, path)
     _json_null()
 
 
@@ -598,11 +597,11 @@ def create(words: tuple[str, ...]) -> None:
     try:
         m = k.create_map(attrs)
     except BpfError as e:
-        raise CliError(f"map create failed: {os.strerror(e.errno or errno.EINVAL)}") from None
+        raise bpf_failure("map create failed", e) from None
     try:
         k.pin(m, pinfile)
     except BpfError as e:
-        raise CliError(f"can't pin the object ({pinfile}): {os.strerror(e.errno or errno.EINVAL)}") from None
+        raise bpf_failure(f"can't pin the object ({pinfile})", e) from None
     _json_null()
 
 
@@ -631,12 +630,9 @@ def freeze(words: tuple[str, ...]) -> None:
         m.freeze()
     except BpfError as e:
         err = errno.EPERM if e.errno == errno.EBUSY else e.errno
-        raise CliError(f"failed to freeze map: {_strerror(err or errno.EINVAL)}") from None
+        raise CliError(f"failed to freeze map: {bpf_strerror(err)}") from None
     _json_null()
 
-
-def _strerror(err: int) -> str:
-    return "Unknown error 524" if err == 524 else os.strerror(err)
 
 
 def _take(words: tuple[str, ...], *, remove: bool) -> None:
@@ -651,7 +647,7 @@ def _take(words: tuple[str, ...], *, remove: bool) -> None:
             click.echo("null" if get_output().json else "Error: empty map")
             raise click.exceptions.Exit(255) from None
         what = "pop" if remove else "peek"
-        raise CliError(f"{what} failed: {os.strerror(e.errno or errno.EINVAL)}") from None
+        raise bpf_failure(f"{what} failed", e) from None
     _print_key_value(m, None, value)
 
 
@@ -687,7 +683,7 @@ def push(words: tuple[str, ...]) -> None:
         _writable(m)
         m.update_elem_sys(b"", value, 0)
     except BpfError as e:
-        raise CliError(f"update failed: {os.strerror(e.errno or errno.EINVAL)}") from None
+        raise bpf_failure("update failed", e) from None
     _json_null()
 
 

@@ -28,11 +28,13 @@ from pybpf.cli.grammar import (
     CliError,
     JsonWriter,
     PrefixGroup,
+    bpf_strerror,
     fprint_hex,
     hex_json,
     is_prefix,
     parse_prog,
     parse_progs,
+    pin_object,
     print_show,
 )
 from pybpf.cli.output import get_output
@@ -315,10 +317,7 @@ def pin(words: tuple[str, ...]) -> None:
         raise CliError(f"'prog pin' needs at least 3 arguments, got {len(args)}")
     p = parse_prog(args, k)
     path = args.next()
-    try:
-        k.pin(p, path)
-    except BpfError as e:
-        raise CliError(f"can't pin the object ({path}): {os.strerror(e.errno or errno.EINVAL)}") from None
+    pin_object(k, p, path)
     if get_output().json:
         click.echo("null")
 
@@ -507,7 +506,7 @@ def _run(k: Kernel, prog: Program, args: Args, engine: str) -> None:
         raise CliError(f"failed to run program: {e}") from None
     if err:
         # bpftool returns the syscall's -errno from do_run: that is its exit status
-        get_output().error(f"failed to run program: {_strerror(err)}")
+        get_output().error(f"failed to run program: {bpf_strerror(err)}")
         raise click.exceptions.Exit(-err & 0xFF)
     json = get_output().json
     w = _writer() if json else None
@@ -526,9 +525,6 @@ def _run(k: Kernel, prog: Program, args: Args, engine: str) -> None:
         avg = " (average)" if repeat > 1 else ""
         click.echo(f"Return value: {res.retval}, duration{avg}: {res.duration}ns")
 
-
-def _strerror(err: int) -> str:
-    return "Unknown error 524" if err == 524 else os.strerror(err)
 
 
 def _print_output(w: JsonWriter | None, data: bytes, fname: str, key: str) -> None:
